@@ -1,0 +1,147 @@
+package invite
+
+import (
+	"fmt"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"golang.org/x/net/idna"
+	"golang.org/x/text/unicode/norm"
+)
+
+// Email is an address as a player typed it (trimmed) and its canonical form.
+// Canonical is the identity "one person, one invitation" is enforced on; Raw
+// is where mail is sent.
+type Email struct {
+	Canonical string
+	Raw       string
+}
+
+// Folding chooses which provider-specific aliases count as the same person.
+type Folding struct {
+	// PlusTags drops "+tag" from the local part (a+beta@x.org is a@x.org).
+	PlusTags bool
+	// GmailDots drops dots in gmail.com and googlemail.com local parts and
+	// maps googlemail.com to gmail.com, as Gmail delivers them all to one box.
+	GmailDots bool
+}
+
+// DefaultFolding folds everything we know to be an alias.
+var DefaultFolding = Folding{PlusTags: true, GmailDots: true}
+
+// Limits from RFC 5321 (path and local part) and RFC 1035 (labels).
+const (
+	maxEmailLen = 254
+	maxLocalLen = 64
+	maxLabelLen = 63
+)
+
+// lookup converts internationalised domains to ASCII (punycode) with the
+// checks a resolver applies, so "пример.рф" and "xn--e1afmkfd.xn--p1ai" are
+// the same domain.
+var lookup = idna.New(idna.MapForLookup(), idna.BidiRule(), idna.StrictDomainName(true), idna.Transitional(false))
+
+// ParseEmail validates raw as a bare addr-spec (no display name, no comments,
+// no quoted local part, no IP literal) and returns it with its canonical form.
+// Errors wrap ErrInvalidEmail with a reason fit to show the player.
+func ParseEmail(raw string, f Folding) (Email, error) {
+	raw = strings.TrimSpace(raw)
+	switch {
+	case raw == "":
+		return Email{}, invalid("email is empty")
+	case len(raw) > maxEmailLen:
+		return Email{}, invalid("email is longer than %d characters", maxEmailLen)
+	case !utf8.ValidString(raw):
+		return Email{}, invalid("email is not valid UTF-8")
+	}
+	at := strings.LastIndexByte(raw, '@')
+	if at <= 0 || at == len(raw)-1 {
+		return Email{}, invalid("email must look like name@example.com")
+	}
+	local, domain := norm.NFC.String(raw[:at]), raw[at+1:]
+	if len(local) > maxLocalLen {
+		return Email{}, invalid("the part before @ is longer than %d characters", maxLocalLen)
+	}
+	if err := checkLocal(local); err != nil {
+		return Email{}, err
+	}
+	domain, err := canonicalDomain(domain)
+	if err != nil {
+		return Email{}, err
+	}
+
+	local = norm.NFC.String(strings.ToLower(local))
+	if f.PlusTags {
+		if i := strings.IndexByte(local, '+'); i >= 0 {
+			local = local[:i]
+		}
+	}
+	if f.GmailDots && (domain == "gmail.com" || domain == "googlemail.com") {
+		local, domain = strings.ReplaceAll(local, ".", ""), "gmail.com"
+	}
+	if local == "" {
+		return Email{}, invalid("the part before @ is empty once +tags are removed")
+	}
+	// Folding can leave a form that is no address ("a.+x" -> "a."); the
+	// canonical form must itself be valid, or two spellings could disagree.
+	if err := checkLocal(local); err != nil {
+		return Email{}, err
+	}
+	return Email{Canonical: local + "@" + domain, Raw: raw}, nil
+}
+
+// checkLocal accepts a dot-atom (RFC 5322 atext) extended with Unicode letters,
+// marks and digits (RFC 6531). Quoted strings are rejected: no player needs
+// them and they make two spellings of one mailbox.
+func checkLocal(local string) error {
+	if local[0] == '.' || local[len(local)-1] == '.' || strings.Contains(local, "..") {
+		return invalid("dots in the part before @ must separate words")
+	}
+	for _, r := range local {
+		switch {
+		case r < utf8.RuneSelf && (isAlnum(byte(r)) || strings.IndexByte("!#$%&'*+-/=?^_`{|}~.", byte(r)) >= 0):
+		case r >= utf8.RuneSelf && (unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.IsMark(r)):
+		default:
+			return invalid("the part before @ contains %q", r)
+		}
+	}
+	return nil
+}
+
+func canonicalDomain(domain string) (string, error) {
+	if strings.HasPrefix(domain, "[") {
+		return "", invalid("address literals are not accepted")
+	}
+	ascii, err := lookup.ToASCII(domain)
+	if err != nil {
+		return "", invalid("the domain is not valid")
+	}
+	ascii = strings.ToLower(strings.TrimSuffix(ascii, "."))
+	labels := strings.Split(ascii, ".")
+	if len(labels) < 2 {
+		return "", invalid("the domain must contain a dot")
+	}
+	for _, l := range labels {
+		if l == "" || len(l) > maxLabelLen || l[0] == '-' || l[len(l)-1] == '-' {
+			return "", invalid("the domain is not valid")
+		}
+		for i := 0; i < len(l); i++ {
+			if !isAlnum(l[i]) && l[i] != '-' {
+				return "", invalid("the domain is not valid")
+			}
+		}
+	}
+	if tld := labels[len(labels)-1]; strings.Trim(tld, "0123456789") == "" {
+		return "", invalid("the domain is not valid")
+	}
+	return ascii, nil
+}
+
+func isAlnum(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+}
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalidEmail, fmt.Sprintf(format, args...))
+}
