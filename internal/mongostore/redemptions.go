@@ -1,0 +1,189 @@
+package mongostore
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/velvetrope/velvetrope/internal/invite"
+)
+
+// redemptionDoc is one document of the redemptions collection: one person
+// holding one slot. Its _id is the slot ID, so the unique _id index caps a
+// code at maxUses documents, and the unique email index caps a person at one.
+type redemptionDoc struct {
+	ID         string    `bson:"_id"`
+	Code       string    `bson:"code"`
+	Slot       int       `bson:"slot"`
+	Email      string    `bson:"email"`
+	RawEmail   string    `bson:"rawEmail"`
+	Nonce      string    `bson:"nonce"`
+	RedeemedAt time.Time `bson:"redeemedAt"`
+}
+
+func (d redemptionDoc) redemption() invite.Redemption {
+	return invite.Redemption{
+		Code:       d.Code,
+		Slot:       d.Slot,
+		Email:      invite.Email{Canonical: d.Email, Raw: d.RawEmail},
+		Nonce:      d.Nonce,
+		RedeemedAt: d.RedeemedAt,
+	}
+}
+
+const duplicateKey = 11000
+
+// Claim tries to take every claimed slot with ONE unordered insert, the only
+// atomic compare-and-set we have, batched because one round trip for fifty
+// claims costs little more than one for one. Each claim gets its own answer;
+// duplicates are explained by reading the documents that hold the keys (the
+// server's message does not name the index on every server).
+func (s *Store) Claim(ctx context.Context, claims []invite.Redemption) []invite.ClaimResult {
+	results := make([]invite.ClaimResult, len(claims))
+	docs := make([]any, len(claims))
+	for i, c := range claims {
+		docs[i] = redemptionDoc{
+			ID:         invite.SlotID(c.Code, c.Slot),
+			Code:       c.Code,
+			Slot:       c.Slot,
+			Email:      c.Email.Canonical,
+			RawEmail:   c.Email.Raw,
+			Nonce:      c.Nonce,
+			RedeemedAt: c.RedeemedAt.UTC(),
+		}
+		results[i].Status = invite.ClaimInserted
+	}
+
+	_, err := s.redemptions.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
+	if err == nil {
+		return results
+	}
+	var bwe mongo.BulkWriteException
+	if !errors.As(err, &bwe) || bwe.WriteConcernError != nil {
+		// The batch may or may not be stored: nobody gets an answer that
+		// could be wrong. Clients retry and find their document.
+		return failAll(results, classify("claiming slots", err))
+	}
+	var dups []int
+	for _, we := range bwe.WriteErrors {
+		if we.Index < 0 || we.Index >= len(results) {
+			continue
+		}
+		if we.Code == duplicateKey {
+			dups = append(dups, we.Index)
+			continue
+		}
+		results[we.Index] = invite.ClaimResult{Status: invite.ClaimFailed, Err: classify("claiming a slot", we)}
+	}
+	if len(dups) > 0 {
+		if err := s.explainDuplicates(ctx, claims, dups, results); err != nil {
+			for _, i := range dups {
+				results[i] = invite.ClaimResult{Status: invite.ClaimFailed, Err: err}
+			}
+		}
+	}
+	return results
+}
+
+// explainDuplicates reads who holds the slots, then who holds the emails, of
+// the claims at indexes dups: two indexed look-ups for the whole batch.
+func (s *Store) explainDuplicates(ctx context.Context, claims []invite.Redemption, dups []int, results []invite.ClaimResult) error {
+	ids := make([]string, len(dups))
+	for i, idx := range dups {
+		ids[i] = invite.SlotID(claims[idx].Code, claims[idx].Slot)
+	}
+	bySlot, err := s.find(ctx, "_id", ids, func(d redemptionDoc) string { return d.ID })
+	if err != nil {
+		return err
+	}
+	var emailDups []int
+	for _, idx := range dups {
+		c := claims[idx]
+		holder, ok := bySlot[invite.SlotID(c.Code, c.Slot)]
+		switch {
+		case ok && holder.Nonce == c.Nonce:
+			results[idx] = invite.ClaimResult{Status: invite.ClaimInserted} // our own retried write
+		case ok:
+			results[idx] = invite.ClaimResult{Status: invite.ClaimSlotTaken, Holder: holder.redemption()}
+		default:
+			emailDups = append(emailDups, idx)
+		}
+	}
+	if len(emailDups) == 0 {
+		return nil
+	}
+	emails := make([]string, len(emailDups))
+	for i, idx := range emailDups {
+		emails[i] = claims[idx].Email.Canonical
+	}
+	byEmail, err := s.find(ctx, "email", emails, func(d redemptionDoc) string { return d.Email })
+	if err != nil {
+		return err
+	}
+	for _, idx := range emailDups {
+		if holder, ok := byEmail[claims[idx].Email.Canonical]; ok {
+			results[idx] = invite.ClaimResult{Status: invite.ClaimEmailTaken, Holder: holder.redemption()}
+		} else {
+			results[idx] = invite.ClaimResult{Status: invite.ClaimRetry}
+		}
+	}
+	return nil
+}
+
+func (s *Store) find(ctx context.Context, field string, values []string, key func(redemptionDoc) string) (map[string]redemptionDoc, error) {
+	cur, err := s.redemptions.Find(ctx, bson.D{{Key: field, Value: bson.D{{Key: "$in", Value: values}}}})
+	if err != nil {
+		return nil, classify("reading conflicting redemptions", err)
+	}
+	var docs []redemptionDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, classify("reading conflicting redemptions", err)
+	}
+	out := make(map[string]redemptionDoc, len(docs))
+	for _, d := range docs {
+		out[key(d)] = d
+	}
+	return out, nil
+}
+
+func failAll(results []invite.ClaimResult, err error) []invite.ClaimResult {
+	for i := range results {
+		results[i] = invite.ClaimResult{Status: invite.ClaimFailed, Err: err}
+	}
+	return results
+}
+
+// Redemptions returns the redemptions of code (at most its maxUses, plus any
+// left over after maxUses was lowered).
+func (s *Store) Redemptions(ctx context.Context, code string) ([]invite.Redemption, error) {
+	cur, err := s.redemptions.Find(ctx, bson.D{{Key: "code", Value: code}})
+	if err != nil {
+		return nil, classify("listing redemptions of "+code, err)
+	}
+	var docs []redemptionDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, classify("listing redemptions of "+code, err)
+	}
+	out := make([]invite.Redemption, len(docs))
+	for i, d := range docs {
+		out[i] = d.redemption()
+	}
+	return out, nil
+}
+
+// Used counts the redemptions of code.
+func (s *Store) Used(ctx context.Context, code string) (int, error) {
+	n, err := s.redemptions.CountDocuments(ctx, bson.D{{Key: "code", Value: code}})
+	return int(n), classify("counting redemptions of "+code, err)
+}
+
+// DeleteRedemption removes the redemption of a canonical email, freeing its
+// slot (staff revoking one person's access).
+func (s *Store) DeleteRedemption(ctx context.Context, canonicalEmail string) error {
+	_, err := s.redemptions.DeleteOne(ctx, bson.D{{Key: "email", Value: canonicalEmail}})
+	return classify("deleting redemption", err)
+}

@@ -1,0 +1,185 @@
+package mongostore_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/velvetrope/velvetrope/internal/invite"
+	"github.com/velvetrope/velvetrope/internal/mongostore"
+)
+
+func newStore(t *testing.T) *mongostore.Store {
+	t.Helper()
+	s := mongostore.New(mongoServer.Database(t))
+	if err := s.EnsureIndexes(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func claim(code string, slot int, email, nonce string) invite.Redemption {
+	return invite.Redemption{
+		Code: code, Slot: slot, Nonce: nonce, RedeemedAt: time.Now(),
+		Email: invite.Email{Canonical: email, Raw: email},
+	}
+}
+
+func TestPutAndListInvitations(t *testing.T) {
+	s, ctx := newStore(t), context.Background()
+	exp := time.Date(2027, 1, 2, 3, 4, 5, 0, time.UTC)
+	want := []invite.Invitation{
+		{Code: "a", MaxUses: 10, State: invite.StateActive, Campaign: "x"},
+		{Code: "b", MaxUses: 1000, State: invite.StatePaused, Campaign: "y", ExpiresAt: exp},
+	}
+	for _, inv := range want {
+		if err := s.PutInvitation(ctx, inv); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want[0].MaxUses = 20 // replace, not duplicate
+	if err := s.PutInvitation(ctx, want[0]); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Invitations(ctx)
+	if err != nil || len(got) != 2 {
+		t.Fatalf("Invitations = %v, %v", got, err)
+	}
+	for i := range got {
+		if got[i].UpdatedAt.IsZero() {
+			t.Errorf("%s: updatedAt not set", got[i].Code)
+		}
+		got[i].UpdatedAt = time.Time{}
+		if !got[i].ExpiresAt.Equal(want[i].ExpiresAt) {
+			t.Errorf("%s: expiresAt %v, want %v", got[i].Code, got[i].ExpiresAt, want[i].ExpiresAt)
+		}
+		got[i].ExpiresAt, want[i].ExpiresAt = time.Time{}, time.Time{}
+		if got[i] != want[i] {
+			t.Errorf("got %+v, want %+v", got[i], want[i])
+		}
+	}
+}
+
+func TestClaimClassifiesEveryConflict(t *testing.T) {
+	s, ctx := newStore(t), context.Background()
+	first := s.Claim(ctx, []invite.Redemption{
+		claim("c", 0, "alice@example.com", "n-alice"),
+		claim("d", 0, "bob@example.com", "n-bob"),
+	})
+	for i, r := range first {
+		if r.Status != invite.ClaimInserted {
+			t.Fatalf("setup claim %d: %+v", i, r)
+		}
+	}
+
+	got := s.Claim(ctx, []invite.Redemption{
+		claim("c", 1, "carol@example.com", "n-carol"),  // free slot, new person
+		claim("c", 0, "dave@example.com", "n-dave"),    // slot held by alice
+		claim("c", 2, "alice@example.com", "n-alice2"), // alice again, same code
+		claim("c", 3, "bob@example.com", "n-bob2"),     // bob, who holds code d
+		claim("c", 0, "alice@example.com", "n-alice"),  // alice's own write, retried
+		claim("c", 0, "alice@example.com", "n-alice3"), // alice again on her own slot
+		claim("c", 1, "erin@example.com", "n-erin"),    // slot carol takes in this batch
+	})
+	want := []struct {
+		status invite.ClaimStatus
+		holder string // holder's email and code, for conflicts
+		code   string
+	}{
+		{invite.ClaimInserted, "", ""},
+		{invite.ClaimSlotTaken, "alice@example.com", "c"},
+		{invite.ClaimEmailTaken, "alice@example.com", "c"},
+		{invite.ClaimEmailTaken, "bob@example.com", "d"},
+		{invite.ClaimInserted, "", ""},
+		{invite.ClaimSlotTaken, "alice@example.com", "c"},
+		{invite.ClaimSlotTaken, "carol@example.com", "c"},
+	}
+	for i, w := range want {
+		r := got[i]
+		if r.Status != w.status || r.Holder.Email.Canonical != w.holder || r.Holder.Code != w.code {
+			t.Errorf("claim %d: got %+v, want status %v holder %s/%s", i, r, w.status, w.holder, w.code)
+		}
+	}
+	if n, err := s.Used(ctx, "c"); err != nil || n != 2 {
+		t.Errorf("Used(c) = %d, %v; want 2", n, err)
+	}
+	rs, err := s.Redemptions(ctx, "c")
+	if err != nil || len(rs) != 2 {
+		t.Fatalf("Redemptions(c) = %v, %v", rs, err)
+	}
+}
+
+func TestClaimIsAtomicUnderConcurrency(t *testing.T) {
+	// 3,000 people, 1,000 slots, batches raced from 16 goroutines with slots
+	// chosen at random so many collide: exactly 1,000 stored, nobody twice.
+	s, ctx := newStore(t), context.Background()
+	const people, slots, workers, batch = 3000, 1000, 16, 25
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	inserted := map[string]bool{}
+	for w := range workers {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(w), 1))
+			for start := w * people / workers; start < (w+1)*people/workers; start += batch {
+				var claims []invite.Redemption
+				for p := start; p < min(start+batch, (w+1)*people/workers); p++ {
+					email := fmt.Sprintf("p%d@example.com", p%2500) // some people twice
+					claims = append(claims, claim("storm", rng.IntN(slots), email, fmt.Sprint(p)))
+				}
+				for i, r := range s.Claim(ctx, claims) {
+					if r.Status == invite.ClaimFailed {
+						t.Errorf("claim failed: %v", r.Err)
+					}
+					if r.Status == invite.ClaimInserted {
+						mu.Lock()
+						if inserted[claims[i].Email.Canonical] {
+							t.Errorf("%s inserted twice", claims[i].Email.Canonical)
+						}
+						inserted[claims[i].Email.Canonical] = true
+						mu.Unlock()
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	rs, err := s.Redemptions(ctx, "storm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) > slots || len(rs) != len(inserted) {
+		t.Fatalf("stored %d redemptions, acknowledged %d, slots %d", len(rs), len(inserted), slots)
+	}
+	seen := map[string]bool{}
+	for _, r := range rs {
+		if seen[r.Email.Canonical] || !inserted[r.Email.Canonical] {
+			t.Fatalf("stored %s twice or without acknowledgement", r.Email.Canonical)
+		}
+		seen[r.Email.Canonical] = true
+	}
+}
+
+func TestUnreachableServerIsUnavailable(t *testing.T) {
+	client, err := mongostore.Connect("mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=300", "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Disconnect(context.Background())
+	s := mongostore.New(client.Database("x"))
+	ctx := context.Background()
+	if err := s.Ping(ctx); !errors.Is(err, invite.ErrUnavailable) {
+		t.Errorf("Ping = %v, want ErrUnavailable", err)
+	}
+	if _, err := s.Invitations(ctx); !errors.Is(err, invite.ErrUnavailable) {
+		t.Errorf("Invitations = %v, want ErrUnavailable", err)
+	}
+	for _, r := range s.Claim(ctx, []invite.Redemption{claim("c", 0, "a@example.com", "n")}) {
+		if r.Status != invite.ClaimFailed || !errors.Is(r.Err, invite.ErrUnavailable) {
+			t.Errorf("Claim = %+v, want failed with ErrUnavailable", r)
+		}
+	}
+}
