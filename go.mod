@@ -3,6 +3,7 @@ module github.com/velvetrope/velvetrope
 go 1.26.0
 
 require (
+	github.com/go-logr/logr v1.4.4
 	go.mongodb.org/mongo-driver/v2 v2.10.0
 	golang.org/x/net v0.62.0
 	golang.org/x/text v0.43.0

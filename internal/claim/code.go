@@ -1,0 +1,216 @@
+package claim
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/velvetrope/velvetrope/internal/invite"
+)
+
+// code is the state of one invitation in this replica.
+type code struct {
+	mu  sync.Mutex
+	inv invite.Invitation
+
+	used     int       // count from storage at the last usage poll
+	view     *slotView // nil until the slots were loaded once
+	loading  bool
+	stale    bool // a conflict showed other replicas took slots we did not know of
+	lastLoad time.Time
+	settled  uint64 // batches settled, to tell whether a reload raced with one
+
+	queue    []*request
+	inflight int
+	byEmail  map[string]*request // requests in flight, so one person is never in two batches
+}
+
+// request is one redemption waiting for its answer.
+type request struct {
+	email     invite.Email
+	nonce     string
+	slot      int
+	attempts  int
+	abandoned atomic.Bool
+	done      chan answer // buffered: answered exactly once, never blocks
+	followers []*request  // the same person asking again while this was in flight
+}
+
+type answer struct {
+	out invite.Outcome
+	err error
+}
+
+func newCode(inv invite.Invitation) *code {
+	return &code{inv: inv, view: newSlotView(inv.MaxUses), byEmail: map[string]*request{}}
+}
+
+func (c *code) loadedLocked() bool { return !c.lastLoad.IsZero() }
+
+// usedLocked is the best known usage: storage's count or what this replica
+// has seen taken since, whichever is higher.
+func (c *code) usedLocked() int { return max(c.used, c.view.taken) }
+
+func (r *request) reply(out invite.Outcome, err error) {
+	r.done <- answer{out, err}
+	for _, f := range r.followers {
+		if out == invite.Redeemed {
+			out = invite.AlreadyRedeemed
+		}
+		f.done <- answer{out, err}
+	}
+}
+
+// pumpLocked starts batches while there are requests and room in flight.
+func (s *Service) pumpLocked(c *code) {
+	for c.inflight < s.cfg.Parallel && len(c.queue) > 0 {
+		if !c.loadedLocked() || (c.stale && s.cfg.Now().Sub(c.lastLoad) >= s.cfg.ReloadEvery) {
+			if !c.loading {
+				c.loading = true
+				go s.reload(c)
+			}
+			return // the reload pumps again when it is done
+		}
+		batch := s.takeBatchLocked(c)
+		if len(batch) == 0 {
+			return
+		}
+		c.inflight++
+		s.batches.Add(1)
+		go s.send(c, c.inv.Code, batch)
+	}
+}
+
+// takeBatchLocked answers what the view can and reserves a slot for each of
+// up to BatchSize other requests.
+func (s *Service) takeBatchLocked(c *code) []*request {
+	now := s.cfg.Now()
+	var batch []*request
+	for len(c.queue) > 0 && len(batch) < s.cfg.BatchSize {
+		r := c.queue[0]
+		if r.abandoned.Load() {
+			// Its followers are still waiting: they go first in its place.
+			c.queue = append(r.followers, c.queue[1:]...)
+			continue
+		}
+		if _, ok := c.view.holders[r.email.Canonical]; ok {
+			c.queue = c.queue[1:]
+			r.reply(invite.AlreadyRedeemed, nil)
+			continue
+		}
+		if leader, ok := c.byEmail[r.email.Canonical]; ok {
+			c.queue = c.queue[1:]
+			leader.followers = append(leader.followers, r)
+			continue
+		}
+		if err := c.inv.Open(now, c.usedLocked()); err != nil {
+			c.queue = c.queue[1:]
+			r.reply(0, err)
+			continue
+		}
+		slot := c.view.nextFree(c.inv.MaxUses)
+		if slot < 0 {
+			break // every free slot is in a batch in flight: wait for their answers
+		}
+		c.queue = c.queue[1:]
+		c.view.reserve(slot)
+		r.slot = slot
+		c.byEmail[r.email.Canonical] = r
+		batch = append(batch, r)
+	}
+	return batch
+}
+
+// send writes one batch and settles each request with storage's answer.
+func (s *Service) send(c *code, name string, batch []*request) {
+	defer s.batches.Done()
+	now := s.cfg.Now()
+	claims := make([]invite.Redemption, len(batch))
+	for i, r := range batch {
+		claims[i] = invite.Redemption{Code: name, Slot: r.slot, Email: r.email, Nonce: r.nonce, RedeemedAt: now}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.WriteTimeout)
+	results := s.store.Claim(ctx, claims)
+	cancel()
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var retry []*request
+	for i, r := range batch {
+		res := results[i]
+		delete(c.byEmail, r.email.Canonical)
+		c.view.release(r.slot)
+		switch res.Status {
+		case invite.ClaimInserted:
+			c.view.markTaken(r.slot, r.email.Canonical)
+		case invite.ClaimSlotTaken:
+			c.view.markTaken(r.slot, res.Holder.Email.Canonical)
+			c.stale = true
+		case invite.ClaimEmailTaken:
+			if res.Holder.Code == c.inv.Code {
+				c.view.markTaken(res.Holder.Slot, res.Holder.Email.Canonical)
+			}
+		case invite.ClaimFailed:
+			s.setHealth(res.Err)
+		}
+		out, done, err := invite.Settle(c.inv.Code, r.email, res)
+		switch {
+		case done:
+			r.reply(out, err)
+		case r.attempts+1 >= s.cfg.MaxAttempts:
+			r.reply(0, errAttempts)
+		default:
+			r.attempts++
+			retry = append(retry, r)
+		}
+	}
+	c.queue = append(retry, c.queue...)
+	c.settled++
+	c.inflight--
+	s.pumpLocked(c)
+}
+
+// reload reads the code's redemptions and merges them into the view. With
+// nothing in flight and no batch settled meanwhile, the view is replaced, so
+// deleted redemptions free their slots again; otherwise it is only extended.
+func (s *Service) reload(c *code) {
+	c.mu.Lock()
+	name, settled := c.inv.Code, c.settled
+	c.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.WriteTimeout)
+	rs, err := s.store.Redemptions(ctx, name)
+	cancel()
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.loading = false
+	if err != nil {
+		s.setHealth(err)
+		s.log.Error(err, "Could not load slots", "code", name)
+		for _, r := range c.queue {
+			r.reply(0, errors.Join(invite.ErrUnavailable, err))
+		}
+		c.queue = nil
+		return
+	}
+	first := !c.loadedLocked()
+	if c.inflight == 0 && c.settled == settled {
+		c.view = newSlotView(c.inv.MaxUses)
+	}
+	for _, r := range rs {
+		c.view.markTaken(r.Slot, r.Email.Canonical)
+	}
+	c.used = len(rs)
+	if first {
+		c.view.cursor = s.intn(max(c.inv.MaxUses, 1)) // spread replicas over the slot space
+	} else {
+		s.rngMu.Lock()
+		c.view.jump(c.inv.MaxUses, s.rng)
+		s.rngMu.Unlock()
+	}
+	c.lastLoad, c.stale = s.cfg.Now(), false
+	s.pumpLocked(c)
+}

@@ -1,0 +1,238 @@
+package claim_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	"github.com/velvetrope/velvetrope/internal/claim"
+	"github.com/velvetrope/velvetrope/internal/invite"
+	"github.com/velvetrope/velvetrope/internal/mongostore"
+)
+
+// fast polls so tests see changes quickly.
+var fast = claim.Config{PollInterval: 50 * time.Millisecond, UsageInterval: 100 * time.Millisecond}
+
+func newStore(t *testing.T, invs ...invite.Invitation) *mongostore.Store {
+	t.Helper()
+	st := mongostore.New(mongoServer.Database(t))
+	ctx := context.Background()
+	if err := st.EnsureIndexes(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, inv := range invs {
+		if err := st.PutInvitation(ctx, inv); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return st
+}
+
+func start(t *testing.T, st claim.Store, cfg claim.Config) *claim.Service {
+	t.Helper()
+	svc := claim.New(st, cfg, logr.Discard())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { svc.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done; svc.Wait() })
+	eventually(t, func() error { return svc.Ready() })
+	return svc
+}
+
+func eventually(t *testing.T, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("condition still false after 10s: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func email(t *testing.T, s string) invite.Email {
+	t.Helper()
+	e, err := invite.ParseEmail(s, invite.DefaultFolding)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func active(code string, maxUses int) invite.Invitation {
+	return invite.Invitation{Code: code, MaxUses: maxUses, State: invite.StateActive, Campaign: "test"}
+}
+
+func expect(t *testing.T, svc *claim.Service, code, addr string, wantOut invite.Outcome, wantErr error) {
+	t.Helper()
+	out, err := svc.Redeem(context.Background(), code, email(t, addr))
+	if out != wantOut || !errors.Is(err, wantErr) || (wantErr == nil) != (err == nil) {
+		t.Fatalf("Redeem(%s, %s) = %v, %v; want %v, %v", code, addr, out, err, wantOut, wantErr)
+	}
+}
+
+func TestRedeemOutcomes(t *testing.T) {
+	expired := active("old", 5)
+	expired.ExpiresAt = time.Now().Add(-time.Minute)
+	paused, revoked := active("hold", 5), active("gone", 5)
+	paused.State, revoked.State = invite.StatePaused, invite.StateRevoked
+	svc := start(t, newStore(t, active("a", 2), active("b", 5), expired, paused, revoked), fast)
+
+	expect(t, svc, "a", "Ann@Example.com", invite.Redeemed, nil)
+	expect(t, svc, "a", "ann+again@example.com", invite.AlreadyRedeemed, nil)
+	expect(t, svc, "b", "ann@example.com", 0, invite.ErrUsedElsewhere)
+	expect(t, svc, "a", "bob@example.com", invite.Redeemed, nil)
+	expect(t, svc, "a", "carol@example.com", 0, invite.ErrExhausted)
+	expect(t, svc, "a", "bob@example.com", invite.AlreadyRedeemed, nil) // a holder retrying a full code
+	expect(t, svc, "nope", "dan@example.com", 0, invite.ErrUnknownCode)
+	expect(t, svc, "old", "dan@example.com", 0, invite.ErrExpired)
+	expect(t, svc, "hold", "dan@example.com", 0, invite.ErrPaused)
+	expect(t, svc, "gone", "dan@example.com", 0, invite.ErrRevoked)
+
+	if st, err := svc.Status("a"); err != nil || st != (invite.PublicStatus{Code: "a", State: "exhausted", Remaining: 0}) {
+		t.Errorf("Status(a) = %+v, %v", st, err)
+	}
+	if st, err := svc.Status("b"); err != nil || st != (invite.PublicStatus{Code: "b", State: "active", Remaining: 5}) {
+		t.Errorf("Status(b) = %+v, %v", st, err)
+	}
+}
+
+func TestChangesReachTheView(t *testing.T) {
+	st := newStore(t, active("a", 1))
+	svc := start(t, st, fast)
+	ctx := context.Background()
+	expect(t, svc, "a", "ann@example.com", invite.Redeemed, nil)
+	expect(t, svc, "a", "bob@example.com", 0, invite.ErrExhausted)
+
+	// Raising maxUses reopens the code.
+	if err := st.PutInvitation(ctx, active("a", 2)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() error { _, err := svc.Redeem(ctx, "a", email(t, "bob@example.com")); return err })
+
+	// Deleting a redemption frees its slot, seen at the next usage poll.
+	expect(t, svc, "a", "carol@example.com", 0, invite.ErrExhausted)
+	if err := st.DeleteRedemption(ctx, "ann@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() error { _, err := svc.Redeem(ctx, "a", email(t, "carol@example.com")); return err })
+
+	// A new invitation and a pause arrive through polling.
+	if err := st.PutInvitation(ctx, active("new", 3)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() error { _, err := svc.Status("new"); return err })
+	paused := active("new", 3)
+	paused.State = invite.StatePaused
+	if err := st.PutInvitation(ctx, paused); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() error {
+		if st, _ := svc.Status("new"); st.State != "paused" {
+			return fmt.Errorf("state %q, want paused", st.State)
+		}
+		return nil
+	})
+	expect(t, svc, "new", "dan@example.com", 0, invite.ErrPaused)
+}
+
+func TestTwoReplicasNeverOversell(t *testing.T) {
+	// Two services (as two replicas) share one database; 2,500 people, some
+	// of them twice, race for 1,000 slots.
+	st := newStore(t, active("storm", 1000))
+	replicas := []*claim.Service{start(t, st, fast), start(t, st, fast)}
+	var redeemed, again, full atomic.Int64
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 256)
+	for i := range 3000 {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			out, err := replicas[i%2].Redeem(context.Background(), "storm", email(t, fmt.Sprintf("p%d@example.com", i%2500)))
+			switch {
+			case out == invite.Redeemed:
+				redeemed.Add(1)
+			case out == invite.AlreadyRedeemed:
+				again.Add(1)
+			case errors.Is(err, invite.ErrExhausted):
+				full.Add(1)
+			default:
+				t.Errorf("request %d: %v, %v", i, out, err)
+			}
+		}()
+	}
+	wg.Wait()
+	rs, err := st.Redemptions(context.Background(), "storm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if redeemed.Load() != 1000 || len(rs) != 1000 {
+		t.Fatalf("redeemed %d, stored %d, want 1000 each (again %d, full %d)", redeemed.Load(), len(rs), again.Load(), full.Load())
+	}
+}
+
+func TestUnreachableStorageAnswersUnavailable(t *testing.T) {
+	st := newStore(t, active("a", 5))
+	svc := start(t, st, fast)
+	ctx := context.Background()
+	expect(t, svc, "a", "ann@example.com", invite.Redeemed, nil)
+
+	// A second service whose database is unreachable after it loaded: a
+	// client pointed at a dead port for its writes.
+	client, err := mongostore.Connect("mongodb://127.0.0.1:1", "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Disconnect(ctx)
+	dead := mongostore.New(client.Database("x"))
+	broken := claim.New(dead, fast, logr.Discard())
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go broken.Run(rctx)
+	if _, err := broken.Redeem(ctx, "a", email(t, "bob@example.com")); !errors.Is(err, invite.ErrUnknownCode) {
+		t.Fatalf("never-loaded service: %v, want ErrUnknownCode", err)
+	}
+	eventually(t, func() error {
+		if err := broken.Ready(); err == nil {
+			return errors.New("ready with unreachable storage")
+		}
+		return nil
+	})
+}
+
+func TestShedsLoadPastTheAdmissionBound(t *testing.T) {
+	cfg := fast
+	cfg.MaxPending, cfg.AdmissionWait, cfg.BatchSize = 1, time.Nanosecond, 1
+	svc := start(t, newStore(t, active("a", 1000)), cfg)
+	var busy, ok atomic.Int64
+	var wg sync.WaitGroup
+	for i := range 200 {
+		wg.Go(func() {
+			_, err := svc.Redeem(context.Background(), "a", email(t, fmt.Sprintf("p%d@example.com", i)))
+			switch {
+			case errors.Is(err, invite.ErrBusy):
+				busy.Add(1)
+			case err == nil:
+				ok.Add(1)
+			default:
+				t.Errorf("unexpected %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if busy.Load() == 0 || ok.Load() == 0 {
+		t.Fatalf("busy %d, ok %d: want both", busy.Load(), ok.Load())
+	}
+}

@@ -1,0 +1,75 @@
+package claim
+
+import (
+	"math/rand/v2"
+	"testing"
+)
+
+func TestSlotViewAccounting(t *testing.T) {
+	v := newSlotView(4)
+	v.reserve(0)
+	v.reserve(1)
+	v.markTaken(0, "a") // our claim landed
+	v.release(1)        // our claim lost its slot to nobody we know
+	v.markTaken(2, "b") // learned from a conflict
+	v.markTaken(2, "b") // learned twice: counted once
+	v.markTaken(6, "c") // beyond a lowered maxUses
+	if v.taken != 3 || v.reserved != 0 || len(v.slots) != 7 {
+		t.Fatalf("taken %d reserved %d len %d; want 3 0 7", v.taken, v.reserved, len(v.slots))
+	}
+	if v.holders["a"] != 0 || v.holders["b"] != 2 || v.holders["c"] != 6 {
+		t.Fatalf("holders %v", v.holders)
+	}
+}
+
+func TestNextFreeWalksFromCursorAndWraps(t *testing.T) {
+	v := newSlotView(5)
+	v.cursor = 3
+	var got []int
+	for {
+		s := v.nextFree(5)
+		if s < 0 {
+			break
+		}
+		v.reserve(s)
+		got = append(got, s)
+	}
+	want := []int{3, 4, 0, 1, 2}
+	if len(got) != len(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("got %v, want %v", got, want)
+		}
+	}
+}
+
+func TestNextFreeHonoursLoweredLimit(t *testing.T) {
+	v := newSlotView(10)
+	for s := range 3 {
+		v.markTaken(s, string(rune('a'+s)))
+	}
+	if s := v.nextFree(3); s != -1 {
+		t.Fatalf("nextFree(3) = %d with slots 0..2 taken, want -1", s)
+	}
+	if s := v.nextFree(4); s != 3 {
+		t.Fatalf("nextFree(4) = %d, want 3", s)
+	}
+}
+
+func TestJumpLandsInTheMiddleOfTheLargestGap(t *testing.T) {
+	v := newSlotView(100)
+	for s := range 100 {
+		if s < 10 || (s >= 30 && s < 40) { // free runs: 10..29 (20) and 40..99 (60)
+			v.markTaken(s, string(rune(s)))
+		}
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 100 {
+		v.jump(100, rng)
+		if v.cursor < 55 || v.cursor > 85 {
+			t.Fatalf("cursor %d outside the middle half of 40..99", v.cursor)
+		}
+	}
+}
