@@ -108,7 +108,7 @@ func New(store Store, cfg Config, log logr.Logger) *Service {
 // loaded and storage answered last time it was asked.
 func (s *Service) Ready() error {
 	if !s.loaded.Load() {
-		return errors.New("invitations not loaded yet")
+		return errNotLoaded
 	}
 	return s.healthErr()
 }
@@ -134,6 +134,9 @@ func (s *Service) setHealth(err error) {
 
 // Status returns the public status of a code from memory.
 func (s *Service) Status(codeName string) (invite.PublicStatus, error) {
+	if !s.loaded.Load() {
+		return invite.PublicStatus{}, errNotLoaded
+	}
 	c := s.lookup(codeName)
 	if c == nil {
 		return invite.PublicStatus{}, invite.ErrUnknownCode
@@ -145,6 +148,9 @@ func (s *Service) Status(codeName string) (invite.PublicStatus, error) {
 
 // Redeem lets email take a slot of the code named codeName.
 func (s *Service) Redeem(ctx context.Context, codeName string, email invite.Email) (invite.Outcome, error) {
+	if !s.loaded.Load() {
+		return 0, errNotLoaded // never "unknown code" just because we have not looked yet
+	}
 	c := s.lookup(codeName)
 	if c == nil {
 		return 0, invite.ErrUnknownCode
@@ -227,6 +233,8 @@ func newNonce() string {
 	rand.Read(b)
 	return base64.RawURLEncoding.EncodeToString(b)
 }
+
+var errNotLoaded = fmt.Errorf("%w: invitations not loaded yet", invite.ErrUnavailable)
 
 // errAttempts is returned when a request kept losing its slot to other
 // replicas; the client may retry.

@@ -201,8 +201,8 @@ func TestUnreachableStorageAnswersUnavailable(t *testing.T) {
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go broken.Run(rctx)
-	if _, err := broken.Redeem(ctx, "a", email(t, "bob@example.com")); !errors.Is(err, invite.ErrUnknownCode) {
-		t.Fatalf("never-loaded service: %v, want ErrUnknownCode", err)
+	if _, err := broken.Redeem(ctx, "a", email(t, "bob@example.com")); !errors.Is(err, invite.ErrUnavailable) {
+		t.Fatalf("never-loaded service: %v, want ErrUnavailable", err)
 	}
 	eventually(t, func() error {
 		if err := broken.Ready(); err == nil {

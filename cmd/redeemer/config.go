@@ -1,0 +1,113 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/netip"
+	"strings"
+	"time"
+
+	"go.uber.org/zap/zapcore"
+
+	"github.com/velvetrope/velvetrope/internal/claim"
+	"github.com/velvetrope/velvetrope/internal/invite"
+	"github.com/velvetrope/velvetrope/internal/redeemer"
+)
+
+var errUsage = errors.New("usage")
+
+type config struct {
+	listen          string
+	mongoURI        string
+	mongoDatabase   string
+	drainDelay      time.Duration
+	shutdownTimeout time.Duration
+	logLevel        zapcore.Level
+	http            redeemer.Config
+	claim           claim.Config
+}
+
+// parseConfig reads flags; every flag falls back to the environment variable
+// named after it (--mongodb-uri: MONGODB_URI). A bad value is an error at once.
+func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
+	var c config
+	folding := invite.DefaultFolding
+	c.http.Folding = &folding
+	fs := flag.NewFlagSet("redeemer", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.listen, "listen", ":8080", "address to serve HTTP on (env LISTEN_ADDR)")
+	fs.StringVar(&c.mongoURI, "mongodb-uri", "", "MongoDB connection string (required)")
+	fs.StringVar(&c.mongoDatabase, "mongodb-database", "velvetrope", "MongoDB database")
+	fs.DurationVar(&c.drainDelay, "drain-delay", 5*time.Second, "after SIGTERM, keep serving this long with /readyz failing, so load balancers stop routing here")
+	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 15*time.Second, "after the drain delay, how long in-flight requests may take to finish")
+	fs.Var(&c.logLevel, "log-level", "debug, info, warn or error")
+	fs.Uint64Var(&c.http.RateLimit, "rate-limit", 60, "redemption requests per --rate-interval per client IP (0: no limit)")
+	fs.DurationVar(&c.http.RateInterval, "rate-interval", time.Minute, "rate limit window")
+	fs.Func("trusted-proxies", "comma-separated CIDRs whose X-Forwarded-For is believed", func(s string) error {
+		c.http.TrustedProxies = nil
+		for _, p := range strings.Split(s, ",") {
+			if p = strings.TrimSpace(p); p == "" {
+				continue
+			}
+			prefix, err := netip.ParsePrefix(p)
+			if err != nil {
+				return err
+			}
+			c.http.TrustedProxies = append(c.http.TrustedProxies, prefix)
+		}
+		return nil
+	})
+	fs.Int64Var(&c.http.MaxBodyBytes, "max-body-bytes", 4096, "largest request body accepted (larger: 413)")
+	fs.BoolVar(&c.http.Folding.PlusTags, "fold-plus-tags", true, "treat name+tag@domain as name@domain")
+	fs.BoolVar(&c.http.Folding.GmailDots, "fold-gmail-dots", true, "ignore dots in Gmail addresses")
+	fs.IntVar(&c.claim.MaxPending, "max-pending", 1024, "redemptions that may wait for MongoDB at once; more wait --admission-wait, then get 503")
+	fs.DurationVar(&c.claim.AdmissionWait, "admission-wait", 250*time.Millisecond, "how long a request may wait for a pending place")
+	fs.IntVar(&c.claim.BatchSize, "batch-size", 64, "slot claims per MongoDB insert")
+	fs.IntVar(&c.claim.Parallel, "parallel-batches", 2, "inserts in flight per invitation")
+	fs.DurationVar(&c.claim.PollInterval, "poll-interval", time.Second, "how often invitations are re-read")
+	fs.DurationVar(&c.claim.UsageInterval, "usage-interval", 5*time.Second, "how often usage counts are re-read")
+	fs.DurationVar(&c.claim.WriteTimeout, "write-timeout", 5*time.Second, "deadline of one MongoDB write")
+
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := envName(f.Name)
+		if v := getenv(name); v != "" && envErr == nil {
+			if err := f.Value.Set(v); err != nil {
+				envErr = fmt.Errorf("%w: invalid value %q for %s: %v", errUsage, v, name, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return c, envErr
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	switch {
+	case fs.NArg() > 0:
+		return c, fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
+	case c.mongoURI == "":
+		return c, fmt.Errorf("%w: --mongodb-uri (or MONGODB_URI) is required", errUsage)
+	case c.claim.BatchSize < 1 || c.claim.BatchSize > 1000:
+		return c, fmt.Errorf("%w: --batch-size must be 1..1000", errUsage)
+	case c.claim.MaxPending < 1 || c.claim.Parallel < 1:
+		return c, fmt.Errorf("%w: --max-pending and --parallel-batches must be at least 1", errUsage)
+	case c.http.MaxBodyBytes < 64:
+		return c, fmt.Errorf("%w: --max-body-bytes must be at least 64", errUsage)
+	case c.drainDelay < 0 || c.shutdownTimeout <= 0 || c.claim.PollInterval <= 0 || c.claim.UsageInterval <= 0 ||
+		c.claim.WriteTimeout <= 0 || c.claim.AdmissionWait < 0 || c.http.RateInterval <= 0:
+		return c, fmt.Errorf("%w: durations must be positive", errUsage)
+	}
+	return c, nil
+}
+
+// envName maps a flag to its environment variable: --listen is LISTEN_ADDR
+// (the Kubernetes convention), every other flag its upper-case snake name.
+func envName(flagName string) string {
+	if flagName == "listen" {
+		return "LISTEN_ADDR"
+	}
+	return strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}

@@ -1,0 +1,147 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/go-logr/zapr"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/velvetrope/velvetrope/internal/claim"
+	"github.com/velvetrope/velvetrope/internal/mongostore"
+	"github.com/velvetrope/velvetrope/internal/redeemer"
+)
+
+// run wires the redeemer and serves until SIGTERM or SIGINT, then drains:
+// /readyz fails for --drain-delay while requests are still served, then the
+// server shuts down and waits for requests and MongoDB writes in flight.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := parseConfig(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	zl := newZap(stdout, cfg.logLevel)
+	defer zl.Sync()
+	log := zapr.NewLogger(zl)
+
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	client, err := mongostore.Connect(cfg.mongoURI, "velvetrope-redeemer")
+	if err != nil {
+		return fmt.Errorf("mongodb: %w", err)
+	}
+	defer client.Disconnect(context.Background())
+	store := mongostore.New(client.Database(cfg.mongoDatabase))
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	instrumented, err := claim.Instrument(store, reg)
+	if err != nil {
+		return err
+	}
+	svc := claim.New(instrumented, cfg.claim, log.WithName("claim"))
+	srv, err := redeemer.NewServer(cfg.http, svc, reg, log.WithName("http"))
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+
+	ln, err := net.Listen("tcp", cfg.listen)
+	if err != nil {
+		return err
+	}
+	httpSrv := &http.Server{
+		Handler:           srv,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      15 * time.Second,
+		IdleTimeout:       90 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          zap.NewStdLog(zl.Named("net/http")),
+	}
+	log.Info("Listening", "addr", ln.Addr().String(), "database", cfg.mongoDatabase)
+
+	// The view loads in the background: the process serves /healthz at once
+	// and /readyz turns true when MongoDB answered and indexes exist.
+	pollCtx, stopPolling := context.WithCancel(context.Background())
+	var polling sync.WaitGroup
+	polling.Go(func() {
+		if ensureIndexes(pollCtx, store, log) {
+			svc.Run(pollCtx)
+		}
+	})
+	defer func() { stopPolling(); polling.Wait() }()
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- httpSrv.Serve(ln) }()
+	select {
+	case err := <-serveErr:
+		return err
+	case <-ctx.Done():
+	}
+	stop() // a second signal ends the process at once
+
+	log.Info("Shutting down: draining", "drainDelay", cfg.drainDelay)
+	srv.Drain()
+	select {
+	case <-time.After(cfg.drainDelay):
+	case err := <-serveErr:
+		return err
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
+	defer cancel()
+	err = httpSrv.Shutdown(shutdownCtx)
+	svc.Wait()
+	if err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-serveErr; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	log.Info("Stopped")
+	return nil
+}
+
+// ensureIndexes retries until the indexes exist: no redemption may be taken
+// before the unique email index guards it. It backs off up to 10s and never
+// exits the process, so a MongoDB outage is not a crash loop.
+func ensureIndexes(ctx context.Context, store *mongostore.Store, log logr.Logger) bool {
+	backoff := 100 * time.Millisecond
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := store.EnsureIndexes(cctx)
+		cancel()
+		if err == nil {
+			return true
+		}
+		log.Error(err, "Could not ensure MongoDB indexes; retrying", "backoff", backoff)
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 10*time.Second)
+	}
+}
+
+// newZap logs JSON lines to w, as Kubernetes log collectors expect.
+func newZap(w io.Writer, level zapcore.Level) *zap.Logger {
+	enc := zap.NewProductionEncoderConfig()
+	enc.TimeKey, enc.EncodeTime = "ts", zapcore.RFC3339NanoTimeEncoder
+	core := zapcore.NewCore(zapcore.NewJSONEncoder(enc), zapcore.AddSync(w), level)
+	return zap.New(core)
+}

@@ -1,0 +1,114 @@
+package redeemer
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/velvetrope/velvetrope/internal/invite"
+)
+
+// HTTP-level errors; domain errors come from internal/invite.
+var (
+	errNotFound             = errors.New("no such route")
+	errMethodNotAllowed     = errors.New("method not allowed")
+	errUnsupportedMediaType = errors.New("content type must be application/json")
+	errBodyTooLarge         = errors.New("request body too large")
+	errMalformed            = errors.New("malformed request")
+	errRateLimited          = errors.New("rate limited")
+)
+
+func malformed(detail string) error { return detailed{errMalformed, detail} }
+
+// detailed carries a message that is safe to show the client.
+type detailed struct {
+	error
+	detail string
+}
+
+func (d detailed) Unwrap() error { return d.error }
+
+// problemKind is one row of the error table.
+type problemKind struct {
+	err        error
+	status     int
+	code       string // stable, machine-readable; also the last segment of the type URI
+	title      string
+	retryAfter int // seconds; 0 for none
+}
+
+// problemTable maps every error a client can see to its status and problem
+// type (RFC 9457). docs/api.md documents the same table; keep them together.
+var problemTable = []problemKind{
+	{errMalformed, http.StatusBadRequest, "malformed-request", "The request body is not what this endpoint accepts", 0},
+	{invite.ErrInvalidEmail, http.StatusBadRequest, "invalid-email", "The email address is not valid", 0},
+	{errNotFound, http.StatusNotFound, "not-found", "There is nothing here", 0},
+	{invite.ErrUnknownCode, http.StatusNotFound, "unknown-invitation", "There is no invitation with this code", 0},
+	{errMethodNotAllowed, http.StatusMethodNotAllowed, "method-not-allowed", "This method is not allowed here", 0},
+	{invite.ErrUsedElsewhere, http.StatusConflict, "email-used-elsewhere", "This email has already redeemed another invitation", 0},
+	{invite.ErrExhausted, http.StatusGone, "invitation-exhausted", "This invitation has been used up", 0},
+	{invite.ErrExpired, http.StatusGone, "invitation-expired", "This invitation has expired", 0},
+	{invite.ErrRevoked, http.StatusGone, "invitation-revoked", "This invitation was withdrawn", 0},
+	{errBodyTooLarge, http.StatusRequestEntityTooLarge, "body-too-large", "The request body is too large", 0},
+	{errUnsupportedMediaType, http.StatusUnsupportedMediaType, "unsupported-media-type", "The request body must be application/json", 0},
+	{invite.ErrPaused, http.StatusLocked, "invitation-paused", "This invitation is paused for now; try again later", 0},
+	{errRateLimited, http.StatusTooManyRequests, "rate-limited", "Too many requests from this address", 0},
+	{invite.ErrBusy, http.StatusServiceUnavailable, "busy", "The service is busy; try again shortly", 1},
+	{invite.ErrUnavailable, http.StatusServiceUnavailable, "unavailable", "The service is temporarily unavailable; try again shortly", 2},
+}
+
+var internalProblem = problemKind{nil, http.StatusInternalServerError, "internal", "Something went wrong on our side", 0}
+
+// ProblemTypeBase prefixes every problem type URI.
+const ProblemTypeBase = "https://velvetrope.io/problems/"
+
+type problemBody struct {
+	Type   string `json:"type"`
+	Title  string `json:"title"`
+	Status int    `json:"status"`
+	Code   string `json:"code"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// problem writes err as application/problem+json. Unknown errors become a
+// generic 500; their text goes to the log only.
+func (s *Server) problem(w http.ResponseWriter, r *http.Request, err error) {
+	kind, found := internalProblem, false
+	for _, k := range problemTable {
+		if errors.Is(err, k.err) {
+			kind, found = k, true
+			break
+		}
+	}
+	body := problemBody{Type: ProblemTypeBase + kind.code, Title: kind.title, Status: kind.status, Code: kind.code}
+	var d detailed
+	switch {
+	case !found:
+		s.log.Error(err, "Request failed", "method", r.Method, "path", r.URL.Path)
+	case kind.status >= 500:
+		s.log.V(1).Info("Request refused", "reason", err.Error(), "path", r.URL.Path)
+	case errors.As(err, &d):
+		body.Detail = d.detail
+	case errors.Is(err, invite.ErrInvalidEmail):
+		body.Detail = strings.TrimPrefix(err.Error(), invite.ErrInvalidEmail.Error()+": ")
+	}
+	h := w.Header()
+	if kind.retryAfter > 0 && h.Get("Retry-After") == "" {
+		h.Set("Retry-After", strconv.Itoa(kind.retryAfter))
+	}
+	h.Set("Content-Type", "application/problem+json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(kind.status)
+	json.NewEncoder(w).Encode(body)
+}
+
+// methodNotAllowed answers other methods on a known path with 405 and Allow.
+func (s *Server) methodNotAllowed(allow string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", allow)
+		s.problem(w, r, errMethodNotAllowed)
+	})
+}

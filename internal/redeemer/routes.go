@@ -1,0 +1,20 @@
+package redeemer
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// routes lists every route the redeemer serves.
+func (s *Server) routes() {
+	s.mux.Handle("POST /invitations/{code}", s.instrument("redeem", s.rateLimit(s.handleRedeem())))
+	s.mux.Handle("GET /invitations/{code}", s.instrument("status", s.handleStatus()))
+	s.mux.Handle("/invitations/{code}", s.instrument("other", s.methodNotAllowed("GET, HEAD, POST")))
+	s.mux.HandleFunc("GET /healthz", s.handleHealthz)
+	s.mux.HandleFunc("GET /readyz", s.handleReadyz)
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
+	s.mux.Handle("/", s.instrument("other", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.problem(w, r, errNotFound)
+	})))
+}

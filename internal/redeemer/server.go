@@ -1,0 +1,91 @@
+// Package redeemer is the HTTP face of a redeemer replica: routes, request
+// decoding, the error table, rate limiting, metrics and health endpoints.
+//
+// It never imports the MongoDB driver; redemptions go through the Redeemer
+// interface (implemented by internal/claim).
+package redeemer
+
+import (
+	"context"
+	"net/http"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sethvargo/go-limiter"
+	"github.com/sethvargo/go-limiter/memorystore"
+	"github.com/sethvargo/go-limiter/noopstore"
+
+	"github.com/velvetrope/velvetrope/internal/invite"
+)
+
+// Redeemer redeems codes and reports on them.
+type Redeemer interface {
+	Redeem(ctx context.Context, code string, email invite.Email) (invite.Outcome, error)
+	Status(code string) (invite.PublicStatus, error)
+	Ready() error
+}
+
+// Config is the HTTP-level configuration.
+type Config struct {
+	Folding        *invite.Folding // nil: invite.DefaultFolding, so a zero Config folds aliases
+	MaxBodyBytes   int64          // larger bodies get 413 [4096]
+	RateLimit      uint64         // redemption requests per RateInterval per client IP; 0 disables
+	RateInterval   time.Duration  // [1m]
+	TrustedProxies []netip.Prefix // X-Forwarded-For is believed only from these
+}
+
+// Server handles every route of a redeemer.
+type Server struct {
+	cfg      Config
+	redeemer Redeemer
+	log      logr.Logger
+	metrics  *metrics
+	registry *prometheus.Registry
+	limiter  limiter.Store
+	mux      *http.ServeMux
+	draining atomic.Bool
+}
+
+// NewServer returns the redeemer's handler. reg receives the HTTP metrics and
+// is what /metrics serves.
+func NewServer(cfg Config, r Redeemer, reg *prometheus.Registry, log logr.Logger) (*Server, error) {
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 4096
+	}
+	if cfg.Folding == nil {
+		f := invite.DefaultFolding
+		cfg.Folding = &f
+	}
+	if cfg.RateInterval <= 0 {
+		cfg.RateInterval = time.Minute
+	}
+	var lim limiter.Store
+	var err error
+	if cfg.RateLimit == 0 {
+		lim, err = noopstore.New()
+	} else {
+		lim, err = memorystore.New(&memorystore.Config{Tokens: cfg.RateLimit, Interval: cfg.RateInterval})
+	}
+	if err != nil {
+		return nil, err
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, redeemer: r, log: log, metrics: m, registry: reg, limiter: lim, mux: http.NewServeMux()}
+	s.routes()
+	return s, nil
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// Drain turns /readyz false so load balancers stop sending new requests,
+// while requests already routed here are still served.
+func (s *Server) Drain() { s.draining.Store(true) }
+
+// Close releases the rate limiter's background sweeper.
+func (s *Server) Close() error { return s.limiter.Close(context.Background()) }

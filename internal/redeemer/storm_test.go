@@ -1,0 +1,121 @@
+package redeemer_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"testing"
+
+	"github.com/velvetrope/velvetrope/internal/redeemer"
+)
+
+// TestFlashCrowdAcrossTwoReplicas is the storm: two redeemers share one
+// database; 6,000 requests from 512 concurrent clients hit one code with 1,000
+// slots. Among them are spelling variants of the same people and invalid
+// emails. Exactly 1,000 redemptions may exist, one per person, and the people
+// answered 201 must be exactly the people stored.
+func TestFlashCrowdAcrossTwoReplicas(t *testing.T) {
+	const slots, people, requests, clients = 1000, 4000, 6000, 512
+	st := newStore(t, active("twitter-reg1", slots))
+	replicas := []*replica{startReplica(t, st, redeemer.Config{}), startReplica(t, st, redeemer.Config{})}
+	transport := &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients}
+	defer transport.CloseIdleConnections()
+	client := &http.Client{Transport: transport}
+
+	emailFor := func(i int) (raw, canonical string) {
+		p := i % people
+		switch i % 10 {
+		case 7:
+			return fmt.Sprintf("not-an-email-%d", i), ""
+		case 8:
+			return fmt.Sprintf("  Player%d+flash@EXAMPLE.com ", p), fmt.Sprintf("player%d@example.com", p)
+		default:
+			return fmt.Sprintf("player%d@example.com", p), fmt.Sprintf("player%d@example.com", p)
+		}
+	}
+
+	var wg sync.WaitGroup
+	var lock sync.Mutex
+	created := map[string]int{}
+	statuses := map[int]int{}
+	work := make(chan int)
+	for range clients {
+		wg.Go(func() {
+			for i := range work {
+				raw, canonical := emailFor(i)
+				resp := redeem(t, client, replicas[i%2].URL, "twitter-reg1", raw)
+				lock.Lock()
+				statuses[resp.status]++
+				switch {
+				case canonical == "" && resp.status != 400:
+					t.Errorf("invalid email %q answered %d", raw, resp.status)
+				case resp.status == 201:
+					created[canonical]++
+				case resp.status >= 500 && resp.status != 503:
+					t.Errorf("request %d: %d %v", i, resp.status, resp.body)
+				}
+				lock.Unlock()
+			}
+		})
+	}
+	for i := range requests {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	t.Logf("statuses: %v", statuses)
+
+	stored, err := st.Redemptions(context.Background(), "twitter-reg1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(stored) != slots {
+		t.Errorf("stored %d redemptions, want exactly %d", len(stored), slots)
+	}
+	seen := map[string]bool{}
+	for _, r := range stored {
+		if seen[r.Email.Canonical] {
+			t.Errorf("%s stored twice", r.Email.Canonical)
+		}
+		seen[r.Email.Canonical] = true
+		if created[r.Email.Canonical] != 1 {
+			t.Errorf("%s stored but answered 201 %d times", r.Email.Canonical, created[r.Email.Canonical])
+		}
+		if r.Slot < 0 || r.Slot >= slots {
+			t.Errorf("slot %d out of range", r.Slot)
+		}
+	}
+	for email := range created {
+		if !seen[email] {
+			t.Errorf("%s answered 201 but not stored", email)
+		}
+	}
+	if statuses[503] > requests/10 {
+		t.Errorf("%d requests shed with 503; the storm should mostly be served", statuses[503])
+	}
+}
+
+// TestOneEmailRacingTwoCodes: the same person hits two codes on two replicas
+// at once, fifty times over; each time exactly one redemption exists.
+func TestOneEmailRacingTwoCodes(t *testing.T) {
+	st := newStore(t, active("code-a", 1000), active("code-b", 1000))
+	replicas := []*replica{startReplica(t, st, redeemer.Config{}), startReplica(t, st, redeemer.Config{})}
+	for i := range 50 {
+		email := fmt.Sprintf("racer%d@example.com", i)
+		var wg sync.WaitGroup
+		answers := make([]int, 2)
+		for j, code := range []string{"code-a", "code-b"} {
+			wg.Go(func() { answers[j] = redeem(t, replicas[j].Client(), replicas[j].URL, code, email).status })
+		}
+		wg.Wait()
+		if !(answers[0] == 201 && answers[1] == 409 || answers[0] == 409 && answers[1] == 201) {
+			t.Errorf("%s: answers %v, want one 201 and one 409", email, answers)
+		}
+	}
+	a, _ := st.Used(context.Background(), "code-a")
+	b, _ := st.Used(context.Background(), "code-b")
+	if a+b != 50 {
+		t.Errorf("stored %d+%d redemptions, want 50", a, b)
+	}
+}
