@@ -31,10 +31,10 @@ type Redeemer interface {
 // Config is the HTTP-level configuration.
 type Config struct {
 	Folding        *invite.Folding // nil: invite.DefaultFolding, so a zero Config folds aliases
-	MaxBodyBytes   int64          // larger bodies get 413 [4096]
-	RateLimit      uint64         // redemption requests per RateInterval per client IP; 0 disables
-	RateInterval   time.Duration  // [1m]
-	TrustedProxies []netip.Prefix // X-Forwarded-For is believed only from these
+	MaxBodyBytes   int64           // larger bodies get 413 [4096]
+	RateLimit      uint64          // redemption requests per RateInterval per client IP; 0 disables
+	RateInterval   time.Duration   // [1m]
+	TrustedProxies []netip.Prefix  // X-Forwarded-For is believed only from these
 }
 
 // Server handles every route of a redeemer.
