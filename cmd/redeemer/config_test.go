@@ -1,0 +1,51 @@
+package main
+
+import (
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseConfig(t *testing.T) {
+	env := func(kv ...string) func(string) string {
+		return func(k string) string {
+			for i := 0; i+1 < len(kv); i += 2 {
+				if kv[i] == k {
+					return kv[i+1]
+				}
+			}
+			return ""
+		}
+	}
+	c, err := parseConfig([]string{"--listen", ":9999"}, env("MONGODB_URI", "mongodb://m", "LISTEN_ADDR", ":1", "DRAIN_DELAY", "2s", "TRUSTED_PROXIES", "10.0.0.0/8, ::1/128"), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.listen != ":9999" || c.mongoURI != "mongodb://m" || c.drainDelay != 2*time.Second || len(c.http.TrustedProxies) != 2 || c.mongoDatabase != "velvetrope" {
+		t.Errorf("flags must win over env, env over defaults: %+v", c)
+	}
+	if !c.http.Folding.PlusTags || !c.http.Folding.GmailDots || c.http.RateLimit != 60 {
+		t.Errorf("defaults: %+v", c.http)
+	}
+
+	for _, tt := range []struct {
+		args []string
+		env  func(string) string
+		want string
+	}{
+		{nil, env(), "--mongodb-uri (or MONGODB_URI) is required"},
+		{[]string{"--mongodb-uri", "m", "--drain-delay", "soon"}, env(), "invalid value"},
+		{[]string{"--mongodb-uri", "m"}, env("RATE_LIMIT", "-1"), "invalid value \"-1\" for RATE_LIMIT"},
+		{[]string{"--mongodb-uri", "m", "--trusted-proxies", "10.0.0.1"}, env(), "invalid value"},
+		{[]string{"--mongodb-uri", "m", "--batch-size", "0"}, env(), "--batch-size must be 1..1000"},
+		{[]string{"--mongodb-uri", "m", "--write-timeout", "0s"}, env(), "durations must be positive"},
+		{[]string{"--mongodb-uri", "m", "extra"}, env(), "unexpected arguments"},
+	} {
+		_, err := parseConfig(tt.args, tt.env, io.Discard)
+		if !errors.Is(err, errUsage) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("parseConfig(%q) = %v, want usage error containing %q", tt.args, err, tt.want)
+		}
+	}
+}
