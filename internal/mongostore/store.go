@@ -60,12 +60,20 @@ func Connect(uri, appName string) (*mongo.Client, error) {
 
 // EnsureIndexes creates the unique index that makes "one person, one
 // invitation" hold across all codes, and the index usage counts read.
+//
+// One index per command: FerretDB v1.24 panics when a single createIndexes
+// names two indexes that already exist (it deletes from the filtered list by
+// the original position), which every replica's restart would do.
 func (s *Store) EnsureIndexes(ctx context.Context) error {
-	_, err := s.redemptions.Indexes().CreateMany(ctx, []mongo.IndexModel{
-		{Keys: bson.D{{Key: "email", Value: 1}}, Options: options.Index().SetName("email_unique").SetUnique(true)},
-		{Keys: bson.D{{Key: "code", Value: 1}}, Options: options.Index().SetName("code")},
-	})
-	return classify("creating indexes", err)
+	for name, idx := range map[string]mongo.IndexModel{
+		"email_unique": {Keys: bson.D{{Key: "email", Value: 1}}, Options: options.Index().SetName("email_unique").SetUnique(true)},
+		"code":         {Keys: bson.D{{Key: "code", Value: 1}}, Options: options.Index().SetName("code")},
+	} {
+		if _, err := s.redemptions.Indexes().CreateOne(ctx, idx); err != nil {
+			return classify("creating index "+name, err)
+		}
+	}
+	return nil
 }
 
 // Ping checks that the primary answers.

@@ -183,3 +183,13 @@ func TestUnreachableServerIsUnavailable(t *testing.T) {
 		}
 	}
 }
+
+func TestEnsureIndexesIsIdempotent(t *testing.T) {
+	// Every replica ensures the indexes when it starts.
+	s := newStore(t)
+	for i := range 3 {
+		if err := s.EnsureIndexes(context.Background()); err != nil {
+			t.Fatalf("round %d: %v\n%s", i, err, mongoServer.Logs())
+		}
+	}
+}
