@@ -64,7 +64,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.BoolVar(&c.http.Folding.GmailDots, "fold-gmail-dots", true, "ignore dots in Gmail addresses")
 	fs.IntVar(&c.claim.MaxPending, "max-pending", 1024, "redemptions that may wait for MongoDB at once; more wait --admission-wait, then get 503")
 	fs.DurationVar(&c.claim.AdmissionWait, "admission-wait", 250*time.Millisecond, "how long a request may wait for a pending place")
-	fs.IntVar(&c.claim.BatchSize, "batch-size", 64, "slot claims per MongoDB insert")
+	fs.IntVar(&c.claim.BatchSize, "batch-size", 128, "slot claims per MongoDB insert")
 	fs.IntVar(&c.claim.Parallel, "parallel-batches", 2, "inserts in flight per invitation")
 	fs.DurationVar(&c.claim.PollInterval, "poll-interval", time.Second, "how often invitations are re-read")
 	fs.DurationVar(&c.claim.UsageInterval, "usage-interval", 5*time.Second, "how often usage counts are re-read")

@@ -73,7 +73,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          zap.NewStdLog(zl.Named("net/http")),
 	}
-	log.Info("Listening", "addr", ln.Addr().String(), "database", cfg.mongoDatabase)
+	log.Info("Listening", "addr", ln.Addr().String(), "database", cfg.mongoDatabase, "version", version)
 
 	// The view loads in the background: the process serves /healthz at once
 	// and /readyz turns true when MongoDB answered and indexes exist.

@@ -9,12 +9,14 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -33,14 +35,15 @@ func main() {
 	clients := flag.Int("clients", 256, "concurrent clients")
 	slots := flag.Int("max-uses", 1000, "slots of the flash-crowd code")
 	out := flag.String("out", "out/bench.md", "where to write the Markdown report")
+	extra := flag.String("redeemer-flags", "", "extra flags for the redeemers, space-separated (for tuning runs)")
 	flag.Parse()
-	if err := run(*requests, *clients, *slots, *out); err != nil {
+	if err := run(*requests, *clients, *slots, *out, strings.Fields(*extra)); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(requests, clients, slots int, out string) error {
+func run(requests, clients, slots int, out string, extra []string) error {
 	ctx := context.Background()
 	tmp, err := os.MkdirTemp("", "velvetrope-bench-")
 	if err != nil {
@@ -73,8 +76,9 @@ func run(requests, clients, slots int, out string) error {
 
 	var replicas []*testbed.Process
 	for range 2 {
-		p, err := testbed.StartProcess(bin, []string{"--listen", "127.0.0.1:0", "--mongodb-uri", mongo.URI,
-			"--mongodb-database", dbName, "--rate-limit", "0", "--drain-delay", "0s", "--log-level", "info"})
+		args := append([]string{"--listen", "127.0.0.1:0", "--mongodb-uri", mongo.URI,
+			"--mongodb-database", dbName, "--rate-limit", "0", "--drain-delay", "0s", "--log-level", "info"}, extra...)
+		p, err := testbed.StartProcess(bin, args)
 		if err != nil {
 			return err
 		}
@@ -93,6 +97,7 @@ func run(requests, clients, slots int, out string) error {
 		return err
 	}
 	stored, _ := store.Used(ctx, "flash")
+	storeStats := scrapeStoreStats(targets)
 
 	// Exhaust "gone", then compare one replica with a trivial handler.
 	loadgen.Run(ctx, loadgen.Config{Targets: targets[:1], Code: "gone", Requests: 1, Concurrency: 1, Email: func(int) string { return "first@example.com" }})
@@ -112,7 +117,7 @@ func run(requests, clients, slots int, out string) error {
 	exhausted := phase(targets[0], "gone")
 	baseline := phase("http://"+trivial.Addr, "gone")
 
-	report := renderReport(requests, clients, slots, crowd, stored, violations, exhausted, baseline)
+	report := renderReport(requests, clients, slots, crowd, stored, violations, exhausted, baseline) + storeStats
 	fmt.Print(report)
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err == nil {
 		os.WriteFile(out, []byte(report), 0o644)
@@ -214,4 +219,39 @@ func serveTrivial() {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write([]byte(`{"ok":true}`))
 	}))
+}
+
+// scrapeStoreStats sums the replicas' store metrics after the crowd: how many
+// inserts, reloads and conflict look-ups it took, and how long they lasted.
+func scrapeStoreStats(targets []string) string {
+	sums := map[string]float64{}
+	for _, t := range targets {
+		resp, err := http.Get(t + "/metrics")
+		if err != nil {
+			return ""
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, line := range strings.Split(string(b), "\n") {
+			for _, prefix := range []string{"velvetrope_store_operation_duration_seconds_sum", "velvetrope_store_operation_duration_seconds_count", "velvetrope_store_claim_batch_size_sum", "velvetrope_store_claim_batch_size_count"} {
+				if strings.HasPrefix(line, prefix) {
+					f := strings.Fields(line)
+					v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+					sums[f[0]] += v
+				}
+			}
+		}
+	}
+	var b strings.Builder
+	for _, op := range []string{"claim", "slot_holders", "used", "invitations"} {
+		n := sums[`velvetrope_store_operation_duration_seconds_count{op="`+op+`"}`]
+		if n == 0 {
+			continue
+		}
+		fmt.Fprintf(&b, "%s %.0f×, mean %.1f ms; ", op, n, 1000*sums[`velvetrope_store_operation_duration_seconds_sum{op="`+op+`"}`]/n)
+	}
+	if n := sums["velvetrope_store_claim_batch_size_count"]; n > 0 {
+		fmt.Fprintf(&b, "mean batch %.1f claims", sums["velvetrope_store_claim_batch_size_sum"]/n)
+	}
+	return "- MongoDB operations during the whole run, both replicas: " + b.String() + ".\n"
 }

@@ -63,9 +63,16 @@ func (r *request) reply(out invite.Outcome, err error) {
 	}
 }
 
-// pumpLocked starts batches while there are requests and room in flight.
+// pumpLocked starts batches while there are requests and room in flight. A
+// batch starts at once when nothing is in flight (an idle code answers
+// quickly); a further one only when a full batch is waiting, because requests
+// that gather behind an insert in flight make the next insert larger, and the
+// database's time goes to round trips, not to rows.
 func (s *Service) pumpLocked(c *code) {
 	for c.inflight < s.cfg.Parallel && len(c.queue) > 0 {
+		if c.inflight > 0 && len(c.queue) < s.cfg.BatchSize {
+			return
+		}
 		if !c.loadedLocked() || (c.stale && s.cfg.Now().Sub(c.lastLoad) >= s.cfg.ReloadEvery) {
 			if !c.loading {
 				c.loading = true
@@ -181,7 +188,7 @@ func (s *Service) reload(c *code) {
 	c.mu.Unlock()
 
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.WriteTimeout)
-	rs, err := s.store.Redemptions(ctx, name)
+	rs, err := s.store.SlotHolders(ctx, name)
 	cancel()
 
 	c.mu.Lock()

@@ -48,9 +48,9 @@ func (s *instrumented) Invitations(ctx context.Context) ([]invite.Invitation, er
 	return s.Store.Invitations(ctx)
 }
 
-func (s *instrumented) Redemptions(ctx context.Context, code string) ([]invite.Redemption, error) {
-	defer s.observe("redemptions", time.Now())
-	return s.Store.Redemptions(ctx, code)
+func (s *instrumented) SlotHolders(ctx context.Context, code string) ([]invite.Redemption, error) {
+	defer s.observe("slot_holders", time.Now())
+	return s.Store.SlotHolders(ctx, code)
 }
 
 func (s *instrumented) Used(ctx context.Context, code string) (int, error) {

@@ -28,14 +28,15 @@ import (
 // Store is the storage the service needs.
 type Store interface {
 	Invitations(ctx context.Context) ([]invite.Invitation, error)
-	Redemptions(ctx context.Context, code string) ([]invite.Redemption, error)
+	// SlotHolders returns the slot and canonical email of every redemption of code.
+	SlotHolders(ctx context.Context, code string) ([]invite.Redemption, error)
 	Used(ctx context.Context, code string) (int, error)
 	Claim(ctx context.Context, claims []invite.Redemption) []invite.ClaimResult
 }
 
 // Config tunes the service; zero fields take the defaults in brackets.
 type Config struct {
-	BatchSize     int           // claims per insert [64]
+	BatchSize     int           // claims per insert [128]
 	Parallel      int           // inserts in flight per code [2]
 	MaxPending    int           // requests waiting for storage [1024]
 	AdmissionWait time.Duration // how long a request may wait for a pending place [250ms]
@@ -58,7 +59,7 @@ func (c *Config) defaults() {
 			*p = v
 		}
 	}
-	set(&c.BatchSize, 64)
+	set(&c.BatchSize, 128)
 	set(&c.Parallel, 2)
 	set(&c.MaxPending, 1024)
 	set(&c.MaxAttempts, 16)

@@ -24,6 +24,7 @@ type Mongo struct {
 	Client *mongo.Client
 
 	external bool
+	keep     bool   // the data directory outlives Stop
 	dir      string // FerretDB data directory
 	addr     string // host:port FerretDB listens on, kept across restarts
 
@@ -34,18 +35,29 @@ type Mongo struct {
 
 // StartMongo connects to MONGODB_URI when it is set, and otherwise starts the
 // FerretDB test bed on a free loopback port with a fresh data directory.
-func StartMongo() (*Mongo, error) {
+func StartMongo() (*Mongo, error) { return StartMongoIn("") }
+
+// StartMongoIn is StartMongo with FerretDB's data kept in dir across runs
+// (the local platform); an empty dir means a temporary one, removed by Stop.
+func StartMongoIn(dir string) (*Mongo, error) {
 	m := &Mongo{}
 	if uri := os.Getenv("MONGODB_URI"); uri != "" {
 		m.URI, m.external = uri, true
 	} else {
-		dir, err := os.MkdirTemp("", "velvetrope-ferretdb-")
-		if err != nil {
+		m.addr, m.keep = "127.0.0.1:0", dir != ""
+		if dir == "" {
+			var err error
+			if dir, err = os.MkdirTemp("", "velvetrope-ferretdb-"); err != nil {
+				return nil, err
+			}
+		} else if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, err
 		}
-		m.dir, m.addr = dir, "127.0.0.1:0"
+		m.dir = dir
 		if err := m.start(); err != nil {
-			os.RemoveAll(dir)
+			if !m.keep {
+				os.RemoveAll(dir)
+			}
 			return nil, err
 		}
 	}
@@ -122,13 +134,13 @@ func (m *Mongo) Restart() error {
 	return m.start()
 }
 
-// Stop ends the server and removes its data.
+// Stop ends the server and removes its data unless it was asked to keep it.
 func (m *Mongo) Stop() {
 	if m.Client != nil {
 		m.Client.Disconnect(context.Background())
 	}
 	m.Kill()
-	if m.dir != "" {
+	if m.dir != "" && !m.keep {
 		os.RemoveAll(m.dir)
 	}
 }

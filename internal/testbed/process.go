@@ -41,9 +41,19 @@ type Process struct {
 // which our binaries do once their listener is bound (so port 0 works).
 // Everything it prints is kept for Logs; extraEnv is added to the environment.
 func StartProcess(bin string, args []string, extraEnv ...string) (*Process, error) {
+	return StartProcessEcho(nil, bin, args, extraEnv...)
+}
+
+// StartProcessEcho is StartProcess that also copies the process's output to
+// echo (when not nil), for programs a person watches.
+func StartProcessEcho(echo io.Writer, bin string, args []string, extraEnv ...string) (*Process, error) {
 	p := &Process{Cmd: exec.Command(bin, args...), logs: &syncWriter{}, exited: make(chan struct{})}
 	p.Cmd.Env = append(os.Environ(), extraEnv...)
-	p.Cmd.Stderr = p.logs
+	var sink io.Writer = p.logs
+	if echo != nil {
+		sink = io.MultiWriter(p.logs, echo)
+	}
+	p.Cmd.Stderr = sink
 	stdout, err := p.Cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
@@ -56,7 +66,7 @@ func StartProcess(bin string, args []string, extraEnv ...string) (*Process, erro
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
 			line := sc.Bytes()
-			p.logs.Write(append(line, '\n'))
+			sink.Write(append(line, '\n'))
 			var l struct{ Msg, Addr string }
 			if json.Unmarshal(line, &l) == nil && l.Msg == "Listening" && l.Addr != "" {
 				select {

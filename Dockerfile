@@ -1,0 +1,15 @@
+# syntax=docker/dockerfile:1
+# Static binaries on distroless, running as non-root. make docker-build.
+FROM golang:1.26 AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+ARG VERSION=dev
+RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w -X main.version=${VERSION}" -o /out/redeemer ./cmd/redeemer
+
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /out/redeemer /redeemer
+USER 65532:65532
+EXPOSE 8080
+ENTRYPOINT ["/redeemer"]

@@ -1,0 +1,147 @@
+// Command runlocal is `make run-local`: a redeemer on this machine with the
+// FerretDB test bed (data kept under .dev/ferretdb) or the MongoDB in
+// MONGODB_URI, loaded with the sample invitations from config/samples, the
+// same Invitation files the operator applies. Ctrl-C stops everything.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/velvetrope/velvetrope/internal/invite"
+	"github.com/velvetrope/velvetrope/internal/mongostore"
+	"github.com/velvetrope/velvetrope/internal/testbed"
+)
+
+func main() {
+	listen := flag.String("listen", "127.0.0.1:8080", "address for the redeemer")
+	samples := flag.String("samples", "config/samples", "directory of Invitation YAML files to load")
+	flag.Parse()
+	if err := run(*listen, *samples); err != nil {
+		fmt.Fprintln(os.Stderr, "run-local:", err)
+		os.Exit(1)
+	}
+}
+
+func run(listen, samples string) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	root, err := testbed.ModuleRoot()
+	if err != nil {
+		return err
+	}
+	if !filepath.IsAbs(samples) {
+		samples = filepath.Join(root, samples)
+	}
+	mongo, err := testbed.StartMongoIn(filepath.Join(root, ".dev", "ferretdb"))
+	if err != nil {
+		return err
+	}
+	defer mongo.Stop()
+
+	invs, err := loadSamples(samples)
+	if err != nil {
+		return err
+	}
+	store := mongostore.New(mongo.Client.Database("velvetrope"))
+	for _, inv := range invs {
+		if err := store.PutInvitation(ctx, inv); err != nil {
+			return err
+		}
+	}
+
+	bin, err := testbed.Build("./cmd/redeemer", filepath.Join(root, "bin"))
+	if err != nil {
+		return err
+	}
+	redeemer, err := testbed.StartProcessEcho(os.Stderr, bin, []string{"--listen", listen, "--drain-delay", "0s"},
+		"MONGODB_URI="+mongo.URI, "MONGODB_DATABASE=velvetrope")
+	if err != nil {
+		return err
+	}
+	base := "http://" + redeemer.Addr
+	fmt.Printf(`
+VelvetRope redeemer: %s   (MongoDB: %s, database velvetrope)
+Loaded %d invitations from %s.
+
+Redeem a code:
+  curl -i -X POST %s/invitations/twitter-reg1 -H 'Content-Type: application/json' -d '{"email":"player@example.com"}'
+Its public status:
+  curl %s/invitations/twitter-reg1
+Metrics: %s/metrics     Ctrl-C stops everything; data stays in .dev/ (make dev-reset wipes it).
+
+`, base, mongo.URI, len(invs), samples, base, base, base)
+
+	select {
+	case <-ctx.Done():
+	case <-redeemer.Exited():
+		return fmt.Errorf("the redeemer exited: %w", redeemer.Wait(0))
+	}
+	redeemer.Cmd.Process.Signal(syscall.SIGTERM)
+	if err := redeemer.Wait(20 * time.Second); err != nil {
+		redeemer.Kill()
+	}
+	return nil
+}
+
+// sample is the part of an Invitation object the local run needs.
+type sample struct {
+	Kind     string `json:"kind"`
+	Metadata struct {
+		Name string `json:"name"`
+	} `json:"metadata"`
+	Spec struct {
+		Code      string     `json:"code"`
+		MaxUses   int        `json:"maxUses"`
+		Paused    bool       `json:"paused"`
+		Campaign  string     `json:"campaign"`
+		ExpiresAt *time.Time `json:"expiresAt"`
+	} `json:"spec"`
+}
+
+func loadSamples(dir string) ([]invite.Invitation, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	var out []invite.Invitation
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		var s sample
+		if err := yaml.Unmarshal(b, &s); err != nil {
+			return nil, fmt.Errorf("%s: %w", f, err)
+		}
+		if s.Kind != "Invitation" {
+			continue
+		}
+		inv := invite.Invitation{Code: s.Spec.Code, MaxUses: s.Spec.MaxUses, State: invite.StateActive, Campaign: s.Spec.Campaign}
+		if inv.Code == "" {
+			inv.Code = s.Metadata.Name
+		}
+		if inv.Campaign == "" {
+			inv.Campaign = "default"
+		}
+		if s.Spec.Paused {
+			inv.State = invite.StatePaused
+		}
+		if s.Spec.ExpiresAt != nil {
+			inv.ExpiresAt = *s.Spec.ExpiresAt
+		}
+		if !invite.ValidCode(inv.Code) || inv.MaxUses < 1 || inv.MaxUses > invite.MaxUsesLimit {
+			return nil, fmt.Errorf("%s: invalid invitation (code %q, maxUses %d)", f, inv.Code, inv.MaxUses)
+		}
+		out = append(out, inv)
+	}
+	return out, nil
+}
