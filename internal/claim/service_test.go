@@ -20,18 +20,7 @@ import (
 var fast = claim.Config{PollInterval: 50 * time.Millisecond, UsageInterval: 100 * time.Millisecond}
 
 func newStore(t *testing.T, invs ...invite.Invitation) *mongostore.Store {
-	t.Helper()
-	st := mongostore.New(mongoServer.Database(t))
-	ctx := context.Background()
-	if err := st.EnsureIndexes(ctx); err != nil {
-		t.Fatal(err)
-	}
-	for _, inv := range invs {
-		if err := st.PutInvitation(ctx, inv); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return st
+	return mongoServer.Store(t, invs...)
 }
 
 func start(t *testing.T, st claim.Store, cfg claim.Config) *claim.Service {

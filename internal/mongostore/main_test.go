@@ -1,8 +1,6 @@
 package mongostore_test
 
 import (
-	"fmt"
-	"os"
 	"testing"
 
 	"github.com/velvetrope/velvetrope/internal/testbed"
@@ -10,14 +8,4 @@ import (
 
 var mongoServer *testbed.Mongo
 
-func TestMain(m *testing.M) {
-	var err error
-	mongoServer, err = testbed.StartMongo()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	mongoServer.Stop()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testbed.MainWithMongo(m, &mongoServer) }

@@ -13,13 +13,8 @@ import (
 	"github.com/velvetrope/velvetrope/internal/mongostore"
 )
 
-func newStore(t *testing.T) *mongostore.Store {
-	t.Helper()
-	s := mongostore.New(mongoServer.Database(t))
-	if err := s.EnsureIndexes(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	return s
+func newStore(t *testing.T, invs ...invite.Invitation) *mongostore.Store {
+	return mongoServer.Store(t, invs...)
 }
 
 func claim(code string, slot int, email, nonce string) invite.Redemption {

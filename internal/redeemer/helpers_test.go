@@ -25,18 +25,7 @@ func active(code string, maxUses int) invite.Invitation {
 }
 
 func newStore(t *testing.T, invs ...invite.Invitation) *mongostore.Store {
-	t.Helper()
-	st := mongostore.New(mongoServer.Database(t))
-	ctx := context.Background()
-	if err := st.EnsureIndexes(ctx); err != nil {
-		t.Fatal(err)
-	}
-	for _, inv := range invs {
-		if err := st.PutInvitation(ctx, inv); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return st
+	return mongoServer.Store(t, invs...)
 }
 
 // replica is one redeemer (claim service + HTTP server) on a real listener.
