@@ -105,7 +105,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
 	defer cancel()
 	err = httpSrv.Shutdown(shutdownCtx)
-	svc.Wait()
+	if err != nil {
+		httpSrv.Close() // past the deadline: cut the stragglers
+	}
+	svc.Stop() // no new batches; wait for inserts in flight before disconnecting
 	if err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}

@@ -15,12 +15,12 @@ type code struct {
 	mu  sync.Mutex
 	inv invite.Invitation
 
-	used     int       // count from storage at the last usage poll
-	view     *slotView // nil until the slots were loaded once
-	loading  bool
-	stale    bool // a conflict showed other replicas took slots we did not know of
-	lastLoad time.Time
-	settled  uint64 // batches settled, to tell whether a reload raced with one
+	used      int       // count from storage at the last usage poll
+	view      *slotView // this replica's picture of the slots
+	loading   bool
+	stale     bool // a conflict showed other replicas took slots we did not know of
+	lastLoad  time.Time
+	sinceLoad []holding // slots seen taken while a reload was reading storage
 
 	queue    []*request
 	inflight int
@@ -36,6 +36,11 @@ type request struct {
 	abandoned atomic.Bool
 	done      chan answer // buffered: answered exactly once, never blocks
 	followers []*request  // the same person asking again while this was in flight
+}
+
+type holding struct {
+	slot  int
+	email string
 }
 
 type answer struct {
@@ -70,12 +75,24 @@ func (r *request) reply(out invite.Outcome, err error) {
 // database's time goes to round trips, not to rows.
 func (s *Service) pumpLocked(c *code) {
 	for c.inflight < s.cfg.Parallel && len(c.queue) > 0 {
+		if s.closing.Load() {
+			for _, r := range c.queue {
+				r.reply(0, errClosing)
+			}
+			c.queue = nil
+			return
+		}
 		if c.inflight > 0 && len(c.queue) < s.cfg.BatchSize {
 			return
 		}
-		if !c.loadedLocked() || (c.stale && s.cfg.Now().Sub(c.lastLoad) >= s.cfg.ReloadEvery) {
+		// Load when we never did, when storage counts the code full but we
+		// do not know every holder (a holder retrying must hear 200, not
+		// 410), and after a conflict, at most every ReloadEvery.
+		if !c.loadedLocked() ||
+			c.used >= c.inv.MaxUses && !c.view.knowsAllHolders(c.inv.MaxUses) ||
+			c.stale && s.cfg.Now().Sub(c.lastLoad) >= s.cfg.ReloadEvery {
 			if !c.loading {
-				c.loading = true
+				c.loading, c.sinceLoad = true, c.sinceLoad[:0]
 				go s.reload(c)
 			}
 			return // the reload pumps again when it is done
@@ -85,8 +102,17 @@ func (s *Service) pumpLocked(c *code) {
 			return
 		}
 		c.inflight++
-		s.batches.Add(1)
+		s.batches.Add(1) // under c.mu, before Stop's barrier: see Service.Stop
 		go s.send(c, c.inv.Code, batch)
+	}
+}
+
+// markTakenLocked records a holder in the view and, while a reload is
+// reading storage, remembers it so the reload does not forget it.
+func (c *code) markTakenLocked(slot int, email string) {
+	c.view.markTaken(slot, email)
+	if c.loading {
+		c.sinceLoad = append(c.sinceLoad, holding{slot, email})
 	}
 }
 
@@ -151,13 +177,13 @@ func (s *Service) send(c *code, name string, batch []*request) {
 		c.view.release(r.slot)
 		switch res.Status {
 		case invite.ClaimInserted:
-			c.view.markTaken(r.slot, r.email.Canonical)
+			c.markTakenLocked(r.slot, r.email.Canonical)
 		case invite.ClaimSlotTaken:
-			c.view.markTaken(r.slot, res.Holder.Email.Canonical)
+			c.markTakenLocked(r.slot, res.Holder.Email.Canonical)
 			c.stale = true
 		case invite.ClaimEmailTaken:
 			if res.Holder.Code == c.inv.Code {
-				c.view.markTaken(res.Holder.Slot, res.Holder.Email.Canonical)
+				c.markTakenLocked(res.Holder.Slot, res.Holder.Email.Canonical)
 			}
 		case invite.ClaimFailed:
 			s.setHealth(res.Err)
@@ -174,17 +200,17 @@ func (s *Service) send(c *code, name string, batch []*request) {
 		}
 	}
 	c.queue = append(retry, c.queue...)
-	c.settled++
 	c.inflight--
 	s.pumpLocked(c)
 }
 
-// reload reads the code's redemptions and merges them into the view. With
-// nothing in flight and no batch settled meanwhile, the view is replaced, so
-// deleted redemptions free their slots again; otherwise it is only extended.
+// reload rebuilds the view from the code's redemptions in storage, then
+// re-applies what happened while it read: slots seen taken since, and the
+// reservations of batches still in flight. Rebuilding (not merging) is what
+// lets a deleted redemption free its slot and its holder.
 func (s *Service) reload(c *code) {
 	c.mu.Lock()
-	name, settled := c.inv.Code, c.settled
+	name := c.inv.Code
 	c.mu.Unlock()
 
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.WriteTimeout)
@@ -204,13 +230,21 @@ func (s *Service) reload(c *code) {
 		return
 	}
 	first := !c.loadedLocked()
-	if c.inflight == 0 && c.settled == settled {
-		c.view = newSlotView(c.inv.MaxUses)
-	}
+	view := newSlotView(c.inv.MaxUses)
+	view.cursor = c.view.cursor
 	for _, r := range rs {
-		c.view.markTaken(r.Slot, r.Email.Canonical)
+		view.markTaken(r.Slot, r.Email.Canonical)
 	}
-	c.used = len(rs)
+	for _, h := range c.sinceLoad {
+		view.markTaken(h.slot, h.email)
+	}
+	for _, r := range c.byEmail { // requests in batches in flight
+		view.grow(r.slot + 1) // maxUses may have been lowered meanwhile
+		if view.slots[r.slot] == free {
+			view.reserve(r.slot)
+		}
+	}
+	c.view, c.sinceLoad, c.used = view, c.sinceLoad[:0], len(rs)
 	if first {
 		c.view.cursor = s.intn(max(c.inv.MaxUses, 1)) // spread replicas over the slot space
 	} else {

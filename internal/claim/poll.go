@@ -40,6 +40,14 @@ func (s *Service) refreshInvitations(ctx context.Context) error {
 	s.setHealth(nil)
 	seen := make(map[string]bool, len(invs))
 	for _, inv := range invs {
+		if err := inv.Validate(); err != nil {
+			if !s.invalid[inv.Code] {
+				s.log.Error(err, "Ignoring an invalid invitation document", "code", inv.Code)
+			}
+			s.invalid[inv.Code] = true
+			continue
+		}
+		delete(s.invalid, inv.Code)
 		seen[inv.Code] = true
 		if c := s.lookup(inv.Code); c != nil {
 			c.mu.Lock()

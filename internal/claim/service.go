@@ -81,10 +81,12 @@ type Service struct {
 
 	pending chan struct{} // admission: one token per request waiting for storage
 
-	mu    sync.RWMutex
-	codes map[string]*code
+	mu      sync.RWMutex
+	codes   map[string]*code
+	invalid map[string]bool // invalid invitation documents already logged (poll goroutine only)
 
 	loaded  atomic.Bool
+	closing atomic.Bool
 	health  atomic.Pointer[error] // last storage failure; nil when healthy
 	batches sync.WaitGroup
 
@@ -101,6 +103,7 @@ func New(store Store, cfg Config, log logr.Logger) *Service {
 		log:     log,
 		pending: make(chan struct{}, cfg.MaxPending),
 		codes:   map[string]*code{},
+		invalid: map[string]bool{},
 		rng:     mrand.New(mrand.NewPCG(mrand.Uint64(), mrand.Uint64())),
 	}
 }
@@ -149,7 +152,10 @@ func (s *Service) Status(codeName string) (invite.PublicStatus, error) {
 
 // Redeem lets email take a slot of the code named codeName.
 func (s *Service) Redeem(ctx context.Context, codeName string, email invite.Email) (invite.Outcome, error) {
-	if !s.loaded.Load() {
+	switch {
+	case s.closing.Load():
+		return 0, errClosing
+	case !s.loaded.Load():
 		return 0, errNotLoaded // never "unknown code" just because we have not looked yet
 	}
 	c := s.lookup(codeName)
@@ -161,11 +167,12 @@ func (s *Service) Redeem(ctx context.Context, codeName string, email invite.Emai
 		c.mu.Unlock()
 		return invite.AlreadyRedeemed, nil
 	}
-	err, loaded := c.inv.Open(s.cfg.Now(), c.usedLocked()), c.loadedLocked()
+	err := c.inv.Open(s.cfg.Now(), c.usedLocked())
+	knowsAll := c.loadedLocked() && c.view.knowsAllHolders(c.inv.MaxUses)
 	c.mu.Unlock()
-	// A full code can only be answered from memory once its holders are
-	// known; otherwise a holder retrying after a timeout would hear "full".
-	if err != nil && !(errors.Is(err, invite.ErrExhausted) && !loaded) {
+	// "Full" is answered from memory only when every holder is known;
+	// otherwise a holder retrying after a timeout could hear 410, not 200.
+	if err != nil && !(errors.Is(err, invite.ErrExhausted) && !knowsAll) {
 		return 0, err
 	}
 	if err := s.healthErr(); err != nil {
@@ -217,6 +224,26 @@ func (s *Service) admit(ctx context.Context) error {
 // shutting-down replica does not abandon writes halfway.
 func (s *Service) Wait() { s.batches.Wait() }
 
+// Stop refuses new redemptions (503) and answers queued ones, then waits for
+// the batches in flight. Taking every code's lock after setting closing is a
+// barrier: a pump that saw closing false has already counted its batch, so
+// Wait cannot miss it.
+func (s *Service) Stop() {
+	s.closing.Store(true)
+	s.mu.RLock()
+	codes := make([]*code, 0, len(s.codes))
+	for _, c := range s.codes {
+		codes = append(codes, c)
+	}
+	s.mu.RUnlock()
+	for _, c := range codes {
+		c.mu.Lock()
+		s.pumpLocked(c)
+		c.mu.Unlock()
+	}
+	s.batches.Wait()
+}
+
 func (s *Service) lookup(name string) *code {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -235,7 +262,10 @@ func newNonce() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-var errNotLoaded = fmt.Errorf("%w: invitations not loaded yet", invite.ErrUnavailable)
+var (
+	errNotLoaded = fmt.Errorf("%w: invitations not loaded yet", invite.ErrUnavailable)
+	errClosing   = fmt.Errorf("%w: shutting down", invite.ErrUnavailable)
+)
 
 // errAttempts is returned when a request kept losing its slot to other
 // replicas; the client may retry.

@@ -225,3 +225,34 @@ func TestShedsLoadPastTheAdmissionBound(t *testing.T) {
 		t.Fatalf("busy %d, ok %d: want both", busy.Load(), ok.Load())
 	}
 }
+
+func TestHolderHearsOKWhenAnotherReplicaFilledTheCode(t *testing.T) {
+	// A knows only its own holder; B fills the code. Once A's usage poll
+	// says "full", a holder from B retrying on A must hear 200, not 410.
+	st := newStore(t, active("a", 2))
+	a, b := start(t, st, fast), start(t, st, fast)
+	expect(t, a, "a", "first@example.com", invite.Redeemed, nil)
+	expect(t, b, "a", "second@example.com", invite.Redeemed, nil)
+	eventually(t, func() error {
+		if s, _ := a.Status("a"); s.State != "exhausted" {
+			return fmt.Errorf("replica A still sees %+v", s)
+		}
+		return nil
+	})
+	expect(t, a, "a", "second@example.com", invite.AlreadyRedeemed, nil)
+	expect(t, a, "a", "third@example.com", 0, invite.ErrExhausted)
+}
+
+func TestInvalidInvitationDocumentsAreIgnored(t *testing.T) {
+	st := newStore(t, active("good", 1), invite.Invitation{Code: "bad", MaxUses: -5, State: invite.StateActive})
+	svc := start(t, st, fast)
+	expect(t, svc, "bad", "p@example.com", 0, invite.ErrUnknownCode)
+	expect(t, svc, "good", "p@example.com", invite.Redeemed, nil)
+}
+
+func TestStopRefusesNewRedemptions(t *testing.T) {
+	svc := start(t, newStore(t, active("a", 5)), fast)
+	expect(t, svc, "a", "p@example.com", invite.Redeemed, nil)
+	svc.Stop()
+	expect(t, svc, "a", "q@example.com", 0, invite.ErrUnavailable)
+}

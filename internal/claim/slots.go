@@ -1,6 +1,10 @@
 package claim
 
-import "math/rand/v2"
+import (
+	"math/rand/v2"
+
+	"github.com/velvetrope/velvetrope/internal/invite"
+)
 
 // slotState is what this replica knows of one slot.
 type slotState uint8
@@ -15,6 +19,7 @@ const (
 // unique keys in storage decide, so a stale view costs retries, never safety.
 type slotView struct {
 	slots    []slotState
+	owners   []string       // canonical email of each taken slot
 	holders  map[string]int // canonical email -> slot
 	taken    int
 	reserved int
@@ -22,18 +27,27 @@ type slotView struct {
 }
 
 func newSlotView(maxUses int) *slotView {
-	return &slotView{slots: make([]slotState, maxUses), holders: map[string]int{}}
+	v := &slotView{holders: map[string]int{}}
+	v.grow(maxUses)
+	return v
 }
 
 // grow makes room for slot n (maxUses raised, or a slot beyond a lowered
-// maxUses reported by storage).
+// maxUses reported by storage). Slots are bounded by invite.MaxUsesLimit.
 func (v *slotView) grow(n int) {
+	n = min(n, invite.MaxUsesLimit)
 	if n > len(v.slots) {
 		v.slots = append(v.slots, make([]slotState, n-len(v.slots))...)
+		v.owners = append(v.owners, make([]string, n-len(v.owners))...)
 	}
 }
 
+// markTaken records that email holds slot. A slot that changes hands (its
+// redemption was deleted and someone else took it) forgets its old holder.
 func (v *slotView) markTaken(slot int, email string) {
+	if slot < 0 || slot >= invite.MaxUsesLimit {
+		return // no code has such a slot; ignore bad data rather than crash
+	}
 	v.grow(slot + 1)
 	switch v.slots[slot] {
 	case reserved:
@@ -41,10 +55,19 @@ func (v *slotView) markTaken(slot int, email string) {
 		v.taken++
 	case free:
 		v.taken++
+	case taken:
+		if old := v.owners[slot]; old != email && v.holders[old] == slot {
+			delete(v.holders, old)
+		}
 	}
 	v.slots[slot] = taken
+	v.owners[slot] = email
 	v.holders[email] = slot
 }
+
+// knowsAllHolders reports whether every slot below maxUses is known taken, so
+// "full" can be answered from memory: anyone holding a slot is in holders.
+func (v *slotView) knowsAllHolders(maxUses int) bool { return v.taken >= maxUses }
 
 func (v *slotView) reserve(slot int) {
 	v.slots[slot] = reserved
@@ -53,7 +76,7 @@ func (v *slotView) reserve(slot int) {
 
 // release frees a reserved slot whose claim did not take it.
 func (v *slotView) release(slot int) {
-	if v.slots[slot] == reserved {
+	if slot < len(v.slots) && v.slots[slot] == reserved {
 		v.slots[slot] = free
 		v.reserved--
 	}

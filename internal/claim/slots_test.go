@@ -73,3 +73,21 @@ func TestJumpLandsInTheMiddleOfTheLargestGap(t *testing.T) {
 		}
 	}
 }
+
+func TestSlotChangingHandsForgetsOldHolder(t *testing.T) {
+	v := newSlotView(2)
+	v.markTaken(1, "old")
+	v.markTaken(1, "new") // old's redemption was deleted; new took the slot
+	if _, ok := v.holders["old"]; ok || v.holders["new"] != 1 || v.taken != 1 {
+		t.Fatalf("holders %v taken %d", v.holders, v.taken)
+	}
+}
+
+func TestBadSlotsAreIgnored(t *testing.T) {
+	v := newSlotView(2)
+	v.markTaken(-1, "a")
+	v.markTaken(1_000_000, "b")
+	if v.taken != 0 || len(v.slots) != 2 {
+		t.Fatalf("taken %d len %d", v.taken, len(v.slots))
+	}
+}

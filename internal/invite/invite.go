@@ -9,6 +9,7 @@
 package invite
 
 import (
+	"fmt"
 	"strconv"
 	"time"
 )
@@ -56,6 +57,17 @@ func (inv Invitation) Open(now time.Time, used int) error {
 		return ErrRevoked // an unknown state never admits anyone
 	case used >= inv.MaxUses:
 		return ErrExhausted
+	}
+	return nil
+}
+
+// Validate checks what storage must hold for an invitation to be served.
+func (inv Invitation) Validate() error {
+	switch {
+	case !ValidCode(inv.Code):
+		return fmt.Errorf("invalid code %q", inv.Code)
+	case inv.MaxUses < 1 || inv.MaxUses > MaxUsesLimit:
+		return fmt.Errorf("maxUses %d is outside 1..%d", inv.MaxUses, MaxUsesLimit)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package mongostore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -63,10 +64,13 @@ func (s *Store) Claim(ctx context.Context, claims []invite.Redemption) []invite.
 		return results
 	}
 	var bwe mongo.BulkWriteException
-	if !errors.As(err, &bwe) || bwe.WriteConcernError != nil {
-		// The batch may or may not be stored: nobody gets an answer that
-		// could be wrong. Clients retry and find their document.
+	if !errors.As(err, &bwe) {
 		return failAll(results, classify("claiming slots", err))
+	}
+	if bwe.WriteConcernError != nil {
+		// The batch may or may not be durable: nobody gets an answer that
+		// could be wrong. Clients retry (503) and find their document.
+		return failAll(results, fmt.Errorf("claiming slots: %w: %w", invite.ErrUnavailable, err))
 	}
 	var dups []int
 	for _, we := range bwe.WriteErrors {

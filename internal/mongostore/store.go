@@ -16,6 +16,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/mongo/readconcern"
 	"go.mongodb.org/mongo-driver/v2/mongo/writeconcern"
 	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/topology"
 
@@ -36,12 +37,15 @@ type Store struct {
 }
 
 // New returns a Store on db. Writes wait for a majority of the replica set, so
-// an acknowledged redemption survives the loss of the primary.
+// an acknowledged redemption survives the loss of the primary; reads of
+// redemptions see only majority-committed documents, so "you already hold a
+// slot" is never said on the strength of a write that could still roll back.
 func New(db *mongo.Database) *Store {
 	wc := options.Collection().SetWriteConcern(writeconcern.Majority())
+	majority := options.Collection().SetWriteConcern(writeconcern.Majority()).SetReadConcern(readconcern.Majority())
 	return &Store{
 		invitations: db.Collection(InvitationsCollection, wc),
-		redemptions: db.Collection(RedemptionsCollection, wc),
+		redemptions: db.Collection(RedemptionsCollection, majority),
 		now:         time.Now,
 	}
 }
