@@ -121,3 +121,9 @@ func ValidCode(s string) bool {
 func SlotID(code string, slot int) string {
 	return code + "#" + strconv.Itoa(slot)
 }
+
+// Usage is what storage knows about how a code was used.
+type Usage struct {
+	Used           int
+	LastRedemption time.Time // zero: never
+}

@@ -205,3 +205,19 @@ func (s *Store) DeleteRedemption(ctx context.Context, canonicalEmail string) err
 	_, err := s.redemptions.DeleteOne(ctx, bson.D{{Key: "email", Value: canonicalEmail}})
 	return classify("deleting redemption", err)
 }
+
+// Usage reports how many redemptions code has and when the latest happened
+// (zero when none): what the operator shows in the Invitation status.
+func (s *Store) Usage(ctx context.Context, code string) (invite.Usage, error) {
+	used, err := s.Used(ctx, code)
+	if err != nil || used == 0 {
+		return invite.Usage{Used: used}, err
+	}
+	var last redemptionDoc
+	err = s.redemptions.FindOne(ctx, bson.D{{Key: "code", Value: code}},
+		options.FindOne().SetSort(bson.D{{Key: "redeemedAt", Value: -1}}).SetProjection(bson.D{{Key: "redeemedAt", Value: 1}})).Decode(&last)
+	if err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
+		return invite.Usage{}, classify("reading the latest redemption of "+code, err)
+	}
+	return invite.Usage{Used: used, LastRedemption: last.RedeemedAt}, nil
+}

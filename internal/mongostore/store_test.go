@@ -188,3 +188,16 @@ func TestEnsureIndexesIsIdempotent(t *testing.T) {
 		}
 	}
 }
+
+func TestUsage(t *testing.T) {
+	s, ctx := newStore(t), context.Background()
+	if u, err := s.Usage(ctx, "c"); err != nil || u.Used != 0 || !u.LastRedemption.IsZero() {
+		t.Fatalf("empty: %+v, %v", u, err)
+	}
+	early, late := claim("c", 0, "a@x.io", "1"), claim("c", 1, "b@x.io", "2")
+	early.RedeemedAt, late.RedeemedAt = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC)
+	s.Claim(ctx, []invite.Redemption{late, early, claim("d", 0, "c@x.io", "3")})
+	if u, err := s.Usage(ctx, "c"); err != nil || u.Used != 2 || !u.LastRedemption.Equal(late.RedeemedAt) {
+		t.Fatalf("got %+v, %v; want 2 used, last %v", u, err, late.RedeemedAt)
+	}
+}

@@ -71,7 +71,7 @@ func StartMongoIn(dir string) (*Mongo, error) {
 }
 
 func (m *Mongo) start() error {
-	bin, err := toolBinary("ferretdb", "github.com/FerretDB/FerretDB")
+	bin, err := ferretdbTool.binary()
 	if err != nil {
 		return err
 	}

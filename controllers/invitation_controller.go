@@ -1,0 +1,320 @@
+// Package controllers holds the Invitation reconciler: it writes invitations
+// to MongoDB, reports their usage, and runs a redeemer fleet per campaign.
+// It never imports net/http or the MongoDB driver (storage comes in through
+// Store).
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
+	kerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	v1alpha1 "github.com/velvetrope/velvetrope/api/v1alpha1"
+	"github.com/velvetrope/velvetrope/internal/invite"
+)
+
+// Store is what the reconciler needs from MongoDB.
+type Store interface {
+	PutInvitation(ctx context.Context, inv invite.Invitation) error
+	Usage(ctx context.Context, code string) (invite.Usage, error)
+}
+
+const (
+	// Finalizer keeps an Invitation until its code is revoked in MongoDB.
+	Finalizer = "velvetrope.io/revoke"
+	// FieldOwner is the server-side apply field manager for fleet objects.
+	FieldOwner   = "velvetrope-operator"
+	campaignKey  = "spec.campaign"
+	inactiveSync = time.Minute
+)
+
+// InvitationReconciler reconciles Invitation objects.
+type InvitationReconciler struct {
+	Client   client.Client
+	Store    Store
+	Recorder events.EventRecorder
+	Now      func() time.Time
+	Fleet    FleetConfig
+	// UsageInterval is how often an Active invitation's usage is re-read:
+	// at most one status write per invitation per interval, whatever the
+	// crowd does.
+	UsageInterval time.Duration
+}
+
+// +kubebuilder:rbac:groups=velvetrope.io,resources=invitations,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=velvetrope.io,resources=invitations/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=velvetrope.io,resources=invitations/finalizers,verbs=update
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile brings one Invitation, its MongoDB document and its campaign's
+// fleet in line, then writes its status once.
+func (r *InvitationReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	inv := &v1alpha1.Invitation{}
+	if err := r.Client.Get(ctx, req.NamespacedName, inv); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !inv.DeletionTimestamp.IsZero() {
+		return r.reconcileDelete(ctx, inv)
+	}
+	if controllerutil.AddFinalizer(inv, Finalizer) {
+		if err := r.Client.Update(ctx, inv); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+
+	var obs observation
+	var results []ctrl.Result
+	var errs []error
+	for _, step := range []func(context.Context, *v1alpha1.Invitation, *observation) (ctrl.Result, error){
+		r.reconcileSeed, r.reconcileUsage, r.reconcileFleet,
+	} {
+		res, err := step(ctx, inv, &obs)
+		results = append(results, res)
+		errs = append(errs, err)
+	}
+
+	prev := inv.Status
+	next := computeStatus(inv, prev, obs, r.Now())
+	if !equality.Semantic.DeepEqual(prev, next) {
+		patch := client.MergeFrom(inv.DeepCopy())
+		inv.Status = next
+		if err := r.Client.Status().Patch(ctx, inv, patch); err != nil {
+			return ctrl.Result{}, kerrors.NewAggregate(append(errs, err))
+		}
+		for _, e := range transitions(prev, next) {
+			kind := corev1.EventTypeNormal
+			if e.warning {
+				kind = corev1.EventTypeWarning
+			}
+			r.Recorder.Eventf(inv, nil, kind, e.reason, e.action, "%s", e.note)
+		}
+	}
+	results = append(results, r.requeue(inv, next))
+	return soonest(results...), kerrors.NewAggregate(errs)
+}
+
+// reconcileSeed writes the invitation to MongoDB as the spec says.
+func (r *InvitationReconciler) reconcileSeed(ctx context.Context, inv *v1alpha1.Invitation, obs *observation) (ctrl.Result, error) {
+	state := invite.StateActive
+	if inv.Spec.Paused {
+		state = invite.StatePaused
+	}
+	if err := r.Store.PutInvitation(ctx, domainInvitation(inv, state)); err != nil {
+		obs.seedErr = err
+		return ctrl.Result{}, fmt.Errorf("seeding %s: %w", inv.EffectiveCode(), err)
+	}
+	obs.seeded = true
+	return ctrl.Result{}, nil
+}
+
+// reconcileUsage reads how many people redeemed the code.
+func (r *InvitationReconciler) reconcileUsage(ctx context.Context, inv *v1alpha1.Invitation, obs *observation) (ctrl.Result, error) {
+	if !obs.seeded {
+		return ctrl.Result{}, nil
+	}
+	u, err := r.Store.Usage(ctx, inv.EffectiveCode())
+	if err != nil {
+		obs.usageErr = err
+		return ctrl.Result{}, fmt.Errorf("reading usage of %s: %w", inv.EffectiveCode(), err)
+	}
+	obs.usage = u
+	return ctrl.Result{}, nil
+}
+
+// reconcileFleet applies the fleet of the invitation's campaign and deletes
+// fleets of campaigns that no longer have invitations in the namespace.
+func (r *InvitationReconciler) reconcileFleet(ctx context.Context, inv *v1alpha1.Invitation, obs *observation) (ctrl.Result, error) {
+	c, err := r.campaign(ctx, inv.Namespace, inv.Spec.Campaign)
+	if err == nil {
+		err = r.applyFleet(ctx, c)
+	}
+	if err == nil {
+		err = r.deleteOrphanFleets(ctx, inv.Namespace)
+	}
+	if err != nil {
+		obs.fleetErr = fmt.Errorf("fleet of campaign %s: %w", inv.Spec.Campaign, err)
+		return ctrl.Result{}, obs.fleetErr
+	}
+	if next := nextFleetChange(r.Fleet, c.Invitations, r.Now()); !next.IsZero() {
+		return ctrl.Result{RequeueAfter: next.Sub(r.Now())}, nil
+	}
+	return ctrl.Result{}, nil
+}
+
+// reconcileDelete revokes the code (its redemptions stay: they are records of
+// real people), removes the campaign's fleet when this was its last
+// invitation, then lets the object go.
+func (r *InvitationReconciler) reconcileDelete(ctx context.Context, inv *v1alpha1.Invitation) (ctrl.Result, error) {
+	if !controllerutil.ContainsFinalizer(inv, Finalizer) {
+		return ctrl.Result{}, nil
+	}
+	if err := r.Store.PutInvitation(ctx, domainInvitation(inv, invite.StateRevoked)); err != nil {
+		return ctrl.Result{}, fmt.Errorf("revoking %s: %w", inv.EffectiveCode(), err)
+	}
+	if err := r.deleteOrphanFleets(ctx, inv.Namespace); err != nil {
+		return ctrl.Result{}, err
+	}
+	log.FromContext(ctx).Info("Revoked invitation", "code", inv.EffectiveCode())
+	controllerutil.RemoveFinalizer(inv, Finalizer)
+	return ctrl.Result{}, r.Client.Update(ctx, inv)
+}
+
+// campaign lists the live invitations of a campaign (not being deleted).
+func (r *InvitationReconciler) campaign(ctx context.Context, namespace, name string) (campaign, error) {
+	var list v1alpha1.InvitationList
+	if err := r.Client.List(ctx, &list, client.InNamespace(namespace), client.MatchingFields{campaignKey: name}); err != nil {
+		return campaign{}, err
+	}
+	c := campaign{Namespace: namespace, Name: name}
+	for _, inv := range list.Items {
+		if inv.DeletionTimestamp.IsZero() {
+			c.Invitations = append(c.Invitations, inv)
+		}
+	}
+	return c, nil
+}
+
+func (r *InvitationReconciler) applyFleet(ctx context.Context, c campaign) error {
+	opts := []client.ApplyOption{client.FieldOwner(FieldOwner), client.ForceOwnership}
+	for _, obj := range []runtime.ApplyConfiguration{
+		desiredDeployment(r.Fleet, c),
+		desiredService(c),
+		desiredHPA(r.Fleet, c, floor(r.Fleet, c.Invitations, r.Now())),
+		desiredPDB(c),
+	} {
+		if err := r.Client.Apply(ctx, obj, opts...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deleteOrphanFleets removes the fleet of every campaign in namespace that has
+// no live invitation left, including one an invitation moved away from.
+func (r *InvitationReconciler) deleteOrphanFleets(ctx context.Context, namespace string) error {
+	var deployments appsv1.DeploymentList
+	if err := r.Client.List(ctx, &deployments, client.InNamespace(namespace), client.MatchingLabels{LabelManagedBy: managedBy}); err != nil {
+		return err
+	}
+	var errs []error
+	for _, d := range deployments.Items {
+		name := d.Labels[LabelCampaign]
+		c, err := r.campaign(ctx, namespace, name)
+		if err != nil || len(c.Invitations) > 0 {
+			errs = append(errs, err)
+			continue
+		}
+		for _, obj := range []client.Object{
+			&appsv1.Deployment{}, &corev1.Service{}, &autoscalingv2.HorizontalPodAutoscaler{}, &policyv1.PodDisruptionBudget{},
+		} {
+			obj.SetNamespace(namespace)
+			obj.SetName(fleetName(name))
+			if err := r.Client.Delete(ctx, obj); err != nil && !apierrors.IsNotFound(err) {
+				errs = append(errs, err)
+			}
+		}
+		log.FromContext(ctx).Info("Deleted fleet of a campaign without invitations", "campaign", name)
+	}
+	return errors.Join(errs...)
+}
+
+// requeue says when to look again without any event: soon while the code is
+// Active (usage changes with every redemption), at expiresAt, and otherwise
+// now and then (a deleted redemption can reopen an exhausted code).
+func (r *InvitationReconciler) requeue(inv *v1alpha1.Invitation, st v1alpha1.InvitationStatus) ctrl.Result {
+	after := inactiveSync
+	if st.Phase == v1alpha1.PhaseActive {
+		after = r.UsageInterval
+	}
+	if inv.Spec.ExpiresAt != nil {
+		if until := inv.Spec.ExpiresAt.Sub(r.Now()); until > 0 && until < after {
+			after = until + 10*time.Millisecond // land after the instant, not on it
+		}
+	}
+	return ctrl.Result{RequeueAfter: after}
+}
+
+// soonest keeps the earliest requeue of several steps.
+func soonest(results ...ctrl.Result) ctrl.Result {
+	var out ctrl.Result
+	for _, r := range results {
+		if r.RequeueAfter > 0 && (out.RequeueAfter == 0 || r.RequeueAfter < out.RequeueAfter) {
+			out.RequeueAfter = r.RequeueAfter
+		}
+	}
+	return out
+}
+
+func domainInvitation(inv *v1alpha1.Invitation, state invite.State) invite.Invitation {
+	out := invite.Invitation{Code: inv.EffectiveCode(), MaxUses: int(inv.Spec.MaxUses), State: state, Campaign: inv.Spec.Campaign}
+	if inv.Spec.ExpiresAt != nil {
+		out.ExpiresAt = inv.Spec.ExpiresAt.Time
+	}
+	return out
+}
+
+// SetupWithManager registers the reconciler: it watches Invitations and the
+// fleet objects, so a hand-edited or deleted child is put back.
+func (r *InvitationReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
+	switch {
+	case r.Client == nil, r.Store == nil, r.Recorder == nil, r.Now == nil:
+		return errors.New("InvitationReconciler needs Client, Store, Recorder and Now")
+	case r.UsageInterval <= 0:
+		return errors.New("InvitationReconciler needs a positive UsageInterval")
+	case r.Fleet.Image == "" || r.Fleet.MongoSecretName == "":
+		return errors.New("InvitationReconciler needs a fleet image and a MongoDB Secret")
+	}
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.Invitation{}, campaignKey, func(o client.Object) []string {
+		return []string{o.(*v1alpha1.Invitation).Spec.Campaign}
+	}); err != nil {
+		return err
+	}
+	fleetOnly := builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
+		return o.GetLabels()[LabelManagedBy] == managedBy
+	}))
+	toCampaign := handler.EnqueueRequestsFromMapFunc(r.invitationsOfFleet)
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&v1alpha1.Invitation{}).
+		Watches(&appsv1.Deployment{}, toCampaign, fleetOnly).
+		Watches(&corev1.Service{}, toCampaign, fleetOnly).
+		Watches(&autoscalingv2.HorizontalPodAutoscaler{}, toCampaign, fleetOnly).
+		Watches(&policyv1.PodDisruptionBudget{}, toCampaign, fleetOnly).
+		Named("invitation").
+		Complete(r)
+}
+
+// invitationsOfFleet maps a fleet object to the invitations of its campaign.
+func (r *InvitationReconciler) invitationsOfFleet(ctx context.Context, o client.Object) []reconcile.Request {
+	c, err := r.campaign(ctx, o.GetNamespace(), o.GetLabels()[LabelCampaign])
+	if err != nil {
+		return nil
+	}
+	reqs := make([]reconcile.Request, len(c.Invitations))
+	for i, inv := range c.Invitations {
+		reqs[i] = reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&inv)}
+	}
+	return reqs
+}

@@ -1,0 +1,378 @@
+package controllers
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	v1alpha1 "github.com/velvetrope/velvetrope/api/v1alpha1"
+	"github.com/velvetrope/velvetrope/internal/invite"
+)
+
+var ctx = context.Background()
+
+func init() {
+	SetDefaultEventuallyTimeout(30 * time.Second)
+	SetDefaultEventuallyPollingInterval(100 * time.Millisecond)
+}
+
+func newNamespace() string {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "inv-"}}
+	Expect(k8sClient.Create(ctx, ns)).To(Succeed())
+	return ns.Name
+}
+
+func newInvitation(ns, name string, maxUses int32, campaign string, mutate ...func(*v1alpha1.Invitation)) *v1alpha1.Invitation {
+	inv := &v1alpha1.Invitation{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec:       v1alpha1.InvitationSpec{MaxUses: maxUses, Campaign: campaign},
+	}
+	for _, m := range mutate {
+		m(inv)
+	}
+	return inv
+}
+
+func create(inv *v1alpha1.Invitation) *v1alpha1.Invitation {
+	Expect(k8sClient.Create(ctx, inv)).To(Succeed())
+	return inv
+}
+
+func fetch(inv *v1alpha1.Invitation) func() (*v1alpha1.Invitation, error) {
+	return func() (*v1alpha1.Invitation, error) {
+		got := &v1alpha1.Invitation{}
+		return got, k8sClient.Get(ctx, client.ObjectKeyFromObject(inv), got)
+	}
+}
+
+func status(inv *v1alpha1.Invitation) func() v1alpha1.InvitationStatus {
+	return func() v1alpha1.InvitationStatus {
+		got, err := fetch(inv)()
+		Expect(err).NotTo(HaveOccurred())
+		return got.Status
+	}
+}
+
+func readyCondition(st v1alpha1.InvitationStatus) metav1.Condition {
+	if c := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionReady); c != nil {
+		return *c
+	}
+	return metav1.Condition{}
+}
+
+// update changes an Invitation, retrying on conflicts with the controller.
+func update(inv *v1alpha1.Invitation, change func(*v1alpha1.Invitation)) {
+	Eventually(func() error {
+		got, err := fetch(inv)()
+		if err != nil {
+			return err
+		}
+		change(got)
+		return k8sClient.Update(ctx, got)
+	}).Should(Succeed())
+}
+
+func stored(code string) func() invite.Invitation {
+	return func() invite.Invitation {
+		invs, err := store.Invitations(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		for _, i := range invs {
+			if i.Code == code {
+				return i
+			}
+		}
+		return invite.Invitation{}
+	}
+}
+
+// redeem stores redemptions of code in slots first, first+1, ... through the
+// redeemers' own store: what the operator must then report.
+func redeem(code string, first int, emails ...string) {
+	claims := make([]invite.Redemption, len(emails))
+	for i, e := range emails {
+		claims[i] = invite.Redemption{Code: code, Slot: first + i, Email: invite.Email{Canonical: e, Raw: e}, Nonce: e, RedeemedAt: time.Now()}
+	}
+	for _, r := range store.Claim(ctx, claims) {
+		Expect(r.Status).To(Equal(invite.ClaimInserted))
+	}
+}
+
+func reasons(ns string) func() []string {
+	return func() []string {
+		var list eventsv1.EventList
+		Expect(k8sClient.List(ctx, &list, client.InNamespace(ns))).To(Succeed())
+		var out []string
+		for _, e := range list.Items {
+			out = append(out, e.Reason)
+		}
+		return out
+	}
+}
+
+func fleetObjects(ns, campaign string) []client.Object {
+	name := fleetName(campaign)
+	return []client.Object{
+		&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}},
+		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}},
+		&autoscalingv2.HorizontalPodAutoscaler{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}},
+		&policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}},
+	}
+}
+
+func exists(obj client.Object) func() error {
+	return func() error { return k8sClient.Get(ctx, client.ObjectKeyFromObject(obj), obj) }
+}
+
+var _ = Describe("Invitation controller", func() {
+	It("seeds MongoDB, reports status and builds the campaign's fleet", func() {
+		ns := newNamespace()
+		inv := create(newInvitation(ns, "twitter-reg1", 1000, "twitter"))
+
+		Eventually(stored("twitter-reg1")).Should(And(
+			HaveField("MaxUses", 1000), HaveField("State", invite.StateActive), HaveField("Campaign", "twitter")))
+		Eventually(status(inv)).Should(And(
+			HaveField("Code", "twitter-reg1"),
+			HaveField("Phase", v1alpha1.PhaseActive),
+			HaveField("Remaining", int32(1000)),
+			WithTransform(readyCondition, And(HaveField("Status", metav1.ConditionTrue), HaveField("Reason", ReasonServing))),
+		))
+		got, _ := fetch(inv)()
+		Expect(got.Finalizers).To(ContainElement(Finalizer))
+		Expect(got.Status.ObservedGeneration).To(Equal(got.Generation))
+		Expect(readyCondition(got.Status).ObservedGeneration).To(Equal(got.Generation))
+		Eventually(reasons(ns)).Should(ContainElement("Seeded"))
+
+		objs := fleetObjects(ns, "twitter")
+		for _, o := range objs {
+			Eventually(exists(o)).Should(Succeed())
+		}
+		d := objs[0].(*appsv1.Deployment)
+		Expect(d.Spec.Strategy.RollingUpdate.MaxUnavailable.IntValue()).To(Equal(0))
+		pod := d.Spec.Template.Spec
+		c := pod.Containers[0]
+		Expect(c.ReadinessProbe.HTTPGet.Path).To(Equal("/readyz"))
+		Expect(c.LivenessProbe.HTTPGet.Path).To(Equal("/healthz"))
+		Expect(*pod.TerminationGracePeriodSeconds).To(BeNumerically(">", int64(testFleet.DrainDelay.Seconds())))
+		Expect(c.Resources.Requests).To(HaveKey(corev1.ResourceCPU))
+		Expect(pod.TopologySpreadConstraints).To(HaveLen(2))
+		Expect(*pod.SecurityContext.RunAsNonRoot).To(BeTrue())
+		Expect(*c.SecurityContext.ReadOnlyRootFilesystem).To(BeTrue())
+		Expect(c.SecurityContext.Capabilities.Drop).To(ContainElement(corev1.Capability("ALL")))
+		Expect(c.Env).To(ContainElement(HaveField("ValueFrom.SecretKeyRef.Name", "velvetrope-mongodb")))
+		for _, mf := range d.ManagedFields {
+			if mf.Manager == FieldOwner {
+				Expect(string(mf.FieldsV1.Raw)).NotTo(ContainSubstring(`"f:replicas"`), "the controller must leave replicas to the HPA")
+			}
+		}
+		hpa := objs[2].(*autoscalingv2.HorizontalPodAutoscaler)
+		Expect(*hpa.Spec.MinReplicas).To(Equal(int32(2)))
+		Expect(hpa.Spec.MaxReplicas).To(Equal(int32(10)))
+		Expect(objs[3].(*policyv1.PodDisruptionBudget).Spec.MaxUnavailable.IntValue()).To(Equal(1))
+	})
+
+	It("shows redemptions in status and printer columns, and becomes Exhausted", func() {
+		ns := newNamespace()
+		inv := create(newInvitation(ns, "telegram-test", 3, "telegram"))
+		Eventually(status(inv)).Should(HaveField("Phase", v1alpha1.PhaseActive))
+		redeem("telegram-test", 0, "a@example.com", "b@example.com")
+		Eventually(status(inv)).Should(And(HaveField("Used", int32(2)), HaveField("Remaining", int32(1)), HaveField("LastRedemptionTime", Not(BeNil()))))
+
+		out := kubectlGet(ns)
+		Expect(out).To(MatchRegexp(`(?m)^NAME\s+CODE\s+MAX\s+USED\s+PHASE\s+CAMPAIGN\s+AGE`))
+		Expect(out).To(MatchRegexp(`(?m)^telegram-test\s+telegram-test\s+3\s+2\s+Active\s+telegram\s`))
+
+		redeem("telegram-test", 2, "c@example.com")
+		Eventually(status(inv)).Should(And(HaveField("Used", int32(3)), HaveField("Phase", v1alpha1.PhaseExhausted)))
+		Eventually(reasons(ns)).Should(ContainElement("Exhausted"))
+	})
+
+	It("writes maxUses, paused and expiresAt changes to MongoDB and expires on time", func() {
+		ns := newNamespace()
+		inv := create(newInvitation(ns, "instagram-hello", 100, "instagram", func(i *v1alpha1.Invitation) { i.Spec.Code = "insta-code" }))
+		Eventually(stored("insta-code")).Should(HaveField("MaxUses", 100))
+
+		update(inv, func(i *v1alpha1.Invitation) { i.Spec.MaxUses = 50 })
+		Eventually(stored("insta-code")).Should(HaveField("MaxUses", 50))
+
+		update(inv, func(i *v1alpha1.Invitation) { i.Spec.Paused = true })
+		Eventually(stored("insta-code")).Should(HaveField("State", invite.StatePaused))
+		Eventually(status(inv)).Should(HaveField("Phase", v1alpha1.PhasePaused))
+		Eventually(reasons(ns)).Should(ContainElement("Paused"))
+
+		update(inv, func(i *v1alpha1.Invitation) { i.Spec.Paused = false })
+		Eventually(stored("insta-code")).Should(HaveField("State", invite.StateActive))
+		Eventually(reasons(ns)).Should(ContainElement("Resumed"))
+
+		at := metav1.NewTime(time.Now().Add(3 * time.Second).Truncate(time.Second))
+		update(inv, func(i *v1alpha1.Invitation) { i.Spec.ExpiresAt = &at })
+		Eventually(stored("insta-code")).Should(WithTransform(func(i invite.Invitation) bool { return i.ExpiresAt.Equal(at.Time) }, BeTrue()))
+		Eventually(status(inv), 10*time.Second).Should(HaveField("Phase", v1alpha1.PhaseExpired))
+		Eventually(reasons(ns)).Should(ContainElement("Expired"))
+	})
+
+	It("is validated by the API server", func() {
+		ns := newNamespace()
+		for _, bad := range []*v1alpha1.Invitation{
+			newInvitation(ns, "zero", 0, "x"),
+			newInvitation(ns, "too-many", 1001, "x"),
+			newInvitation(ns, "bad.name", 10, "x"),
+			newInvitation(ns, "bad-code", 10, "x", func(i *v1alpha1.Invitation) { i.Spec.Code = "Not_A_Code" }),
+			newInvitation(ns, "bad-campaign", 10, "Twitter!"),
+		} {
+			err := k8sClient.Create(ctx, bad)
+			Expect(apierrors.IsInvalid(err)).To(BeTrue(), "%s: %v", bad.Name, err)
+		}
+		inv := create(newInvitation(ns, "fixed", 10, "x", func(i *v1alpha1.Invitation) { i.Spec.Code = "fixed-code" }))
+		var err error
+		Eventually(func() bool { // retry while the controller's own updates conflict
+			got, _ := fetch(inv)()
+			got.Spec.Code = "other-code"
+			err = k8sClient.Update(ctx, got)
+			return apierrors.IsConflict(err)
+		}).Should(BeFalse())
+		Expect(apierrors.IsInvalid(err)).To(BeTrue(), "changing spec.code: %v", err)
+		Expect(err.Error()).To(ContainSubstring("spec.code is immutable"))
+		defaulted := create(newInvitation(ns, "defaulted", 10, ""))
+		Expect(defaulted.Spec.Campaign).To(Equal("default"))
+	})
+
+	It("runs one fleet per campaign and deletes it with the campaign's last invitation", func() {
+		ns := newNamespace()
+		a := create(newInvitation(ns, "shared-a", 10, "shared"))
+		b := create(newInvitation(ns, "shared-b", 10, "shared"))
+		objs := fleetObjects(ns, "shared")
+		for _, o := range objs {
+			Eventually(exists(o)).Should(Succeed())
+		}
+		var deployments appsv1.DeploymentList
+		Expect(k8sClient.List(ctx, &deployments, client.InNamespace(ns))).To(Succeed())
+		Expect(deployments.Items).To(HaveLen(1))
+
+		Expect(k8sClient.Delete(ctx, a)).To(Succeed())
+		Eventually(func() bool { _, err := fetch(a)(); return apierrors.IsNotFound(err) }).Should(BeTrue())
+		Consistently(exists(objs[0]), 2*time.Second).Should(Succeed())
+
+		Expect(k8sClient.Delete(ctx, b)).To(Succeed())
+		for _, o := range objs {
+			Eventually(func() bool { return apierrors.IsNotFound(exists(o)()) }).Should(BeTrue(), "%T left behind", o)
+		}
+	})
+
+	It("revokes the code on delete and keeps its redemptions", func() {
+		ns := newNamespace()
+		inv := create(newInvitation(ns, "to-delete", 10, "gone"))
+		Eventually(status(inv)).Should(HaveField("Phase", v1alpha1.PhaseActive))
+		redeem("to-delete", 0, "kept1@example.com", "kept2@example.com")
+		Expect(k8sClient.Delete(ctx, inv)).To(Succeed())
+		Eventually(func() bool { _, err := fetch(inv)(); return apierrors.IsNotFound(err) }).Should(BeTrue())
+		Expect(stored("to-delete")()).To(HaveField("State", invite.StateRevoked))
+		Expect(store.Used(ctx, "to-delete")).To(Equal(2))
+	})
+
+	It("puts back a deleted or hand-edited child", func() {
+		ns := newNamespace()
+		create(newInvitation(ns, "guarded", 10, "guarded"))
+		objs := fleetObjects(ns, "guarded")
+		d, hpa := objs[0].(*appsv1.Deployment), objs[2].(*autoscalingv2.HorizontalPodAutoscaler)
+		Eventually(exists(d)).Should(Succeed())
+		Eventually(exists(hpa)).Should(Succeed())
+		oldUID := d.UID
+		Expect(k8sClient.Delete(ctx, d)).To(Succeed())
+		Eventually(func() bool {
+			fresh := &appsv1.Deployment{}
+			return k8sClient.Get(ctx, client.ObjectKeyFromObject(d), fresh) == nil && fresh.UID != oldUID
+		}).Should(BeTrue())
+
+		hpa.Spec.MinReplicas = ptr(int32(7))
+		Expect(k8sClient.Update(ctx, hpa)).To(Succeed())
+		Eventually(func() int32 { Expect(exists(hpa)()).To(Succeed()); return *hpa.Spec.MinReplicas }).Should(Equal(int32(2)))
+	})
+
+	It("reports maxUses lowered below usage without undoing anything", func() {
+		ns := newNamespace()
+		inv := create(newInvitation(ns, "lowered", 5, "lowered"))
+		Eventually(status(inv)).Should(HaveField("Phase", v1alpha1.PhaseActive))
+		redeem("lowered", 0, "l1@example.com", "l2@example.com", "l3@example.com", "l4@example.com")
+		Eventually(status(inv)).Should(HaveField("Used", int32(4)))
+		update(inv, func(i *v1alpha1.Invitation) { i.Spec.MaxUses = 2 })
+		Eventually(status(inv)).Should(And(
+			HaveField("Phase", v1alpha1.PhaseExhausted),
+			HaveField("Remaining", int32(0)),
+			WithTransform(func(st v1alpha1.InvitationStatus) metav1.ConditionStatus {
+				return meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionOverLimit).Status
+			}, Equal(metav1.ConditionTrue))))
+		Expect(stored("lowered")()).To(HaveField("MaxUses", 2))
+		Expect(store.Used(ctx, "lowered")).To(Equal(4))
+	})
+
+	It("raises the fleet's floor ahead of a launch and drops it when the campaign is done", func() {
+		ns := newNamespace()
+		launch := metav1.NewTime(time.Now().Add(5 * time.Minute))
+		inv := create(newInvitation(ns, "launch", 100, "launch", func(i *v1alpha1.Invitation) {
+			i.Spec.LaunchAt, i.Spec.ExpectedPeakRPS = &launch, 4500
+		}))
+		hpa := fleetObjects(ns, "launch")[2].(*autoscalingv2.HorizontalPodAutoscaler)
+		Eventually(func() int32 {
+			if exists(hpa)() != nil {
+				return 0
+			}
+			return *hpa.Spec.MinReplicas
+		}).Should(Equal(int32(5))) // ceil(4500 / 1000)
+		update(inv, func(i *v1alpha1.Invitation) { i.Spec.Paused = true })
+		Eventually(func() int32 { Expect(exists(hpa)()).To(Succeed()); return *hpa.Spec.MinReplicas }).Should(Equal(int32(2)))
+	})
+})
+
+// The outage spec stops the shared FerretDB server, so it runs alone.
+var _ = Describe("MongoDB outage", Serial, func() {
+	It("turns Ready false with a clear reason, and recovers by itself", func() {
+		ns := newNamespace()
+		inv := create(newInvitation(ns, "outage", 10, "outage"))
+		Eventually(status(inv)).Should(WithTransform(readyCondition, HaveField("Status", metav1.ConditionTrue)))
+
+		Expect(mongoServer.Kill()).To(Succeed())
+		restarted := false
+		DeferCleanup(func() {
+			if !restarted {
+				Expect(mongoServer.Restart()).To(Succeed())
+			}
+		})
+		Eventually(status(inv)).Should(WithTransform(readyCondition, And(
+			HaveField("Status", metav1.ConditionFalse), HaveField("Reason", ReasonMongoUnavailable))))
+		Expect(status(inv)()).To(HaveField("Phase", v1alpha1.PhaseActive), "the last known phase is kept")
+		Eventually(reasons(ns)).Should(ContainElement(ReasonMongoUnavailable))
+
+		Expect(mongoServer.Restart()).To(Succeed())
+		restarted = true
+		Eventually(status(inv), time.Minute).Should(WithTransform(readyCondition, HaveField("Status", metav1.ConditionTrue)))
+	})
+})
+
+func ptr[T any](v T) *T { return &v }
+
+func kubectlGet(ns string) string {
+	user, err := testEnv.AddUser(envtest.User{Name: "tester", Groups: []string{"system:masters"}}, nil)
+	Expect(err).NotTo(HaveOccurred())
+	kc, err := user.KubeConfig()
+	Expect(err).NotTo(HaveOccurred())
+	path := filepath.Join(GinkgoT().TempDir(), "kubeconfig")
+	Expect(os.WriteFile(path, kc, 0o600)).To(Succeed())
+	out, err := exec.Command(kubectl, "--kubeconfig", path, "get", "inv", "-n", ns).CombinedOutput()
+	Expect(err).NotTo(HaveOccurred(), string(out))
+	return string(out)
+}

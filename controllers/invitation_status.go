@@ -1,0 +1,135 @@
+package controllers
+
+import (
+	"fmt"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	v1alpha1 "github.com/velvetrope/velvetrope/api/v1alpha1"
+	"github.com/velvetrope/velvetrope/internal/invite"
+)
+
+// observation is what one reconcile pass found out; status is computed from
+// it alone, by pure functions.
+type observation struct {
+	seeded   bool         // MongoDB holds the invitation as specified
+	usage    invite.Usage // valid when usageErr is nil and seeded
+	seedErr  error
+	usageErr error
+	fleetErr error
+}
+
+// Condition reasons.
+const (
+	ReasonServing          = "Serving"
+	ReasonMongoUnavailable = "MongoDBUnavailable"
+	ReasonFleetFailed      = "FleetFailed"
+	ReasonWithinLimit      = "WithinLimit"
+	ReasonBelowUsage       = "MaxUsesBelowUsage"
+)
+
+// computeStatus derives the whole status from the spec, the previous status
+// and what this pass observed. When MongoDB could not be read, the last known
+// usage is kept rather than reported as zero.
+func computeStatus(inv *v1alpha1.Invitation, prev v1alpha1.InvitationStatus, obs observation, now time.Time) v1alpha1.InvitationStatus {
+	st := *prev.DeepCopy()
+	st.Code = inv.EffectiveCode()
+	usageKnown := obs.seeded && obs.usageErr == nil
+	if usageKnown {
+		st.Used = int32(obs.usage.Used)
+		st.LastRedemptionTime = nil
+		if !obs.usage.LastRedemption.IsZero() {
+			t := metav1.NewTime(obs.usage.LastRedemption)
+			st.LastRedemptionTime = &t
+		}
+	}
+	st.Remaining = max(inv.Spec.MaxUses-st.Used, 0)
+	st.Phase = phase(inv, st.Used, obs.seeded || prev.Phase != "" && prev.Phase != v1alpha1.PhasePending, now)
+
+	gen := inv.Generation
+	ready := metav1.Condition{Type: v1alpha1.ConditionReady, ObservedGeneration: gen}
+	switch err := firstErr(obs.seedErr, obs.usageErr); {
+	case err != nil:
+		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, ReasonMongoUnavailable, "MongoDB: "+err.Error()
+	case obs.fleetErr != nil:
+		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, ReasonFleetFailed, obs.fleetErr.Error()
+	default:
+		ready.Status, ready.Reason = metav1.ConditionTrue, ReasonServing
+		ready.Message = fmt.Sprintf("%s: %d of %d used", st.Phase, st.Used, inv.Spec.MaxUses)
+	}
+	meta.SetStatusCondition(&st.Conditions, ready)
+
+	over := metav1.Condition{Type: v1alpha1.ConditionOverLimit, ObservedGeneration: gen,
+		Status: metav1.ConditionFalse, Reason: ReasonWithinLimit, Message: "maxUses is at least the redemptions made"}
+	if st.Used > inv.Spec.MaxUses {
+		over.Status, over.Reason = metav1.ConditionTrue, ReasonBelowUsage
+		over.Message = fmt.Sprintf("maxUses %d is below the %d redemptions already made; none is undone, the code stays full", inv.Spec.MaxUses, st.Used)
+	}
+	meta.SetStatusCondition(&st.Conditions, over)
+
+	if obs.seedErr == nil && obs.usageErr == nil && obs.fleetErr == nil {
+		st.ObservedGeneration = gen
+	}
+	return st
+}
+
+// phase orders the states as the redeemers do (internal/invite): expired
+// beats paused, paused beats full.
+func phase(inv *v1alpha1.Invitation, used int32, seeded bool, now time.Time) v1alpha1.InvitationPhase {
+	switch {
+	case !seeded:
+		return v1alpha1.PhasePending
+	case inv.Spec.ExpiresAt != nil && !now.Before(inv.Spec.ExpiresAt.Time):
+		return v1alpha1.PhaseExpired
+	case inv.Spec.Paused:
+		return v1alpha1.PhasePaused
+	case used >= inv.Spec.MaxUses:
+		return v1alpha1.PhaseExhausted
+	}
+	return v1alpha1.PhaseActive
+}
+
+func firstErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// event is one Kubernetes Event to emit.
+type event struct {
+	warning        bool
+	reason, action string
+	note           string
+}
+
+// transitions lists the events for a status change: phase changes and
+// readiness lost. Nothing is emitted when nothing changed.
+func transitions(prev, next v1alpha1.InvitationStatus) []event {
+	var evs []event
+	if next.Phase != prev.Phase {
+		switch {
+		case (prev.Phase == "" || prev.Phase == v1alpha1.PhasePending) && next.Phase != v1alpha1.PhasePending:
+			evs = append(evs, event{reason: "Seeded", action: "Seed", note: fmt.Sprintf("Code %s is in MongoDB (%s)", next.Code, next.Phase)})
+		case prev.Phase == v1alpha1.PhasePaused && next.Phase != v1alpha1.PhasePaused:
+			evs = append(evs, event{reason: "Resumed", action: "Resume", note: fmt.Sprintf("Code %s is %s again", next.Code, next.Phase)})
+		}
+		switch next.Phase {
+		case v1alpha1.PhaseExhausted:
+			evs = append(evs, event{reason: "Exhausted", action: "Exhaust", note: fmt.Sprintf("All %d places of %s are taken", next.Used, next.Code)})
+		case v1alpha1.PhaseExpired:
+			evs = append(evs, event{reason: "Expired", action: "Expire", note: fmt.Sprintf("Code %s has expired", next.Code)})
+		case v1alpha1.PhasePaused:
+			evs = append(evs, event{reason: "Paused", action: "Pause", note: fmt.Sprintf("Code %s is paused", next.Code)})
+		}
+	}
+	was, now := meta.FindStatusCondition(prev.Conditions, v1alpha1.ConditionReady), meta.FindStatusCondition(next.Conditions, v1alpha1.ConditionReady)
+	if now != nil && now.Status == metav1.ConditionFalse && (was == nil || was.Status != metav1.ConditionFalse || was.Reason != now.Reason) {
+		evs = append(evs, event{warning: true, reason: now.Reason, action: "Reconcile", note: now.Message})
+	}
+	return evs
+}

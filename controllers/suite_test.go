@@ -1,0 +1,111 @@
+package controllers
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	v1alpha1 "github.com/velvetrope/velvetrope/api/v1alpha1"
+	"github.com/velvetrope/velvetrope/internal/mongostore"
+	"github.com/velvetrope/velvetrope/internal/testbed"
+)
+
+// The suite runs the reconciler in a real manager against the envtest control
+// plane (kube-apiserver + etcd built by internal/testbed) and the FerretDB
+// test bed. There is no kubelet: fleet objects are checked as API objects.
+var (
+	restConfig  *rest.Config
+	k8sClient   client.Client
+	testEnv     *envtest.Environment
+	mongoServer *testbed.Mongo
+	store       *mongostore.Store
+	kubectl     string
+	stopManager context.CancelFunc
+)
+
+var testFleet = FleetConfig{
+	Image: "velvetrope:test", ImagePullPolicy: corev1.PullIfNotPresent,
+	MongoSecretName: "velvetrope-mongodb", MongoSecretKey: "uri", MongoDatabase: "velvetrope",
+	MinReplicas: 2, MaxReplicas: 10, CPUTarget: 60, PodCapacityRPS: 1000,
+	PrescaleWindow: 10 * time.Minute, DrainDelay: 5 * time.Second, ShutdownTimeout: 15 * time.Second,
+	CPURequest: resource.MustParse("250m"), MemoryRequest: resource.MustParse("64Mi"), MemoryLimit: resource.MustParse("256Mi"),
+}
+
+func TestControllers(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "Controllers")
+}
+
+var _ = BeforeSuite(func() {
+	logf.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
+	assets, err := testbed.EnvtestAssets()
+	Expect(err).NotTo(HaveOccurred())
+	kubectl = filepath.Join(assets, "kubectl")
+	testEnv = &envtest.Environment{
+		CRDDirectoryPaths:     []string{filepath.Join("..", "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+		BinaryAssetsDirectory: assets,
+	}
+	restConfig, err = testEnv.Start()
+	Expect(err).NotTo(HaveOccurred())
+
+	scheme := runtime.NewScheme()
+	Expect(clientgoscheme.AddToScheme(scheme)).To(Succeed())
+	Expect(v1alpha1.AddToScheme(scheme)).To(Succeed())
+	k8sClient, err = client.New(restConfig, client.Options{Scheme: scheme})
+	Expect(err).NotTo(HaveOccurred())
+
+	mongoServer, err = testbed.StartMongo()
+	Expect(err).NotTo(HaveOccurred())
+	store = mongostore.New(mongoServer.Client.Database(testbed.UniqueName("operator")))
+	Expect(store.EnsureIndexes(context.Background())).To(Succeed())
+
+	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
+		Scheme:                 scheme,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+	})
+	Expect(err).NotTo(HaveOccurred())
+	var ctx context.Context
+	ctx, stopManager = context.WithCancel(context.Background())
+	r := &InvitationReconciler{
+		Client:        mgr.GetClient(),
+		Store:         store,
+		Recorder:      mgr.GetEventRecorder("velvetrope-operator"),
+		Now:           time.Now,
+		Fleet:         testFleet,
+		UsageInterval: 300 * time.Millisecond,
+	}
+	Expect(r.SetupWithManager(ctx, mgr)).To(Succeed())
+	go func() {
+		defer GinkgoRecover()
+		Expect(mgr.Start(ctx)).To(Succeed())
+	}()
+})
+
+var _ = AfterSuite(func() {
+	if stopManager != nil {
+		stopManager()
+	}
+	if testEnv != nil {
+		Expect(testEnv.Stop()).To(Succeed())
+	}
+	if mongoServer != nil {
+		mongoServer.Stop()
+	}
+})

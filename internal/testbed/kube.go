@@ -1,0 +1,42 @@
+package testbed
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// EnvtestAssets returns a directory holding etcd, kube-apiserver and kubectl,
+// as controller-runtime's envtest expects in BinaryAssetsDirectory. The
+// binaries are built from the Go module proxy (hack/tools/kube and
+// hack/tools/etcd) on first use, because no envtest download site is
+// reachable here; the directory is keyed by both versions.
+func EnvtestAssets() (string, error) {
+	var bins []string
+	for _, t := range []tool{etcdTool, kubeAPIServerTool, kubectlTool} {
+		bin, err := t.binary()
+		if err != nil {
+			return "", err
+		}
+		bins = append(bins, bin)
+	}
+	// bin/etcd-v3.5.35 and bin/kube-apiserver-v1.37.2 -> bin/envtest-v1.37.2-etcd-v3.5.35/
+	kubeVersion := strings.TrimPrefix(filepath.Base(bins[1]), "kube-apiserver-")
+	etcdVersion := strings.TrimPrefix(filepath.Base(bins[0]), "etcd-")
+	dir := filepath.Join(filepath.Dir(bins[0]), fmt.Sprintf("envtest-%s-etcd-%s", kubeVersion, etcdVersion))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	for i, name := range []string{"etcd", "kube-apiserver", "kubectl"} {
+		link := filepath.Join(dir, name)
+		if target, err := os.Readlink(link); err == nil && target == bins[i] {
+			continue
+		}
+		os.Remove(link)
+		if err := os.Symlink(bins[i], link); err != nil && !os.IsExist(err) {
+			return "", err
+		}
+	}
+	return dir, nil
+}
