@@ -6,7 +6,7 @@ import (
 
 // InvitationSpec is what staff ask for: a code, how many people may use it,
 // and when.
-// +kubebuilder:validation:XValidation:rule="(has(self.code) ? self.code : '') == (has(oldSelf.code) ? oldSelf.code : '')",message="spec.code is immutable: create a new Invitation for a new code"
+// +kubebuilder:validation:XValidation:rule="has(self.code) == has(oldSelf.code) && (!has(self.code) || self.code == oldSelf.code)",message="spec.code is immutable: create a new Invitation for a new code"
 type InvitationSpec struct {
 	// code is the invitation code in the link players open
 	// (https://<game>/invitations/<code>). It defaults to metadata.name and
