@@ -10,6 +10,9 @@ $(error FerretDB is not pinned in hack/tools/go.mod)
 endif
 FERRETDB := bin/ferretdb-$(FERRETDB_VERSION)
 FUZZTIME ?= 30s
+CONTROLLER_GEN_VERSION := $(shell awk '{for (i = 1; i < NF; i++) if ($$i == "sigs.k8s.io/controller-tools") print $$(i+1)}' hack/tools/codegen/go.mod)
+CONTROLLER_GEN := bin/controller-gen-$(CONTROLLER_GEN_VERSION)
+GENERATED := api/v1alpha1/zz_generated.deepcopy.go config/crd/bases/velvetrope.io_invitations.yaml config/rbac/role.yaml
 
 .DEFAULT_GOAL := help
 
@@ -37,8 +40,8 @@ vet: ## Run go vet on both modules.
 	cd hack/tools && $(GO) vet ./...
 
 .PHONY: test
-test: fmt-check vet testbed ## Run every test against real servers (FerretDB test bed), with the race detector.
-	$(GO) test -race -count=1 -timeout 20m ./...
+test: fmt-check vet verify-generated testbed envtest ## Run every test against real servers (FerretDB, envtest control plane), with the race detector.
+	$(GO) test -race -count=1 -timeout 30m ./...
 
 .PHONY: fuzz
 fuzz: ## Fuzz the email parser and the request decoder, FUZZTIME each (default 30s).
@@ -48,6 +51,47 @@ fuzz: ## Fuzz the email parser and the request decoder, FUZZTIME each (default 3
 .PHONY: bench
 bench: testbed ## Flash-crowd benchmark: two redeemers on the test bed, audit, exhausted code vs a trivial handler.
 	$(GO) run ./hack/bench
+
+##@ Operator
+
+.PHONY: manifests
+manifests: $(CONTROLLER_GEN) ## Generate the CRD and RBAC from the markers in api/ and controllers/.
+	$(CONTROLLER_GEN) rbac:roleName=manager-role crd paths=./api/... paths=./controllers/... \
+		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+
+.PHONY: generate
+generate: $(CONTROLLER_GEN) ## Generate the deepcopy code of api/.
+	$(CONTROLLER_GEN) object paths=./api/...
+
+.PHONY: verify-generated
+verify-generated: ## Fail when the generated files are stale (regenerating them changes them).
+	@before=$$(sha1sum $(GENERATED)); $(MAKE) -s manifests generate; after=$$(sha1sum $(GENERATED)); \
+	if [ "$$before" != "$$after" ]; then echo "Generated files were stale; they are regenerated now, commit them:"; \
+		diff <(echo "$$before") <(echo "$$after"); exit 1; fi
+
+.PHONY: envtest
+envtest: ## Build the envtest control plane (etcd, kube-apiserver, kubectl; ~10 min the first time, cached in bin/).
+	$(GO) run ./hack/envtest
+
+.PHONY: run
+run: ## Run the manager against the current kubeconfig (needs MONGODB_URI).
+	$(GO) run ./cmd/manager --redeemer-image velvetrope:dev
+
+.PHONY: install
+install: ## Install the CRD into the cluster of the current kubeconfig.
+	$$($(GO) run ./hack/envtest --kubectl) apply -k config/crd
+
+.PHONY: uninstall
+uninstall: ## Remove the CRD (and every Invitation) from the cluster.
+	$$($(GO) run ./hack/envtest --kubectl) delete -k config/crd --ignore-not-found
+
+.PHONY: deploy
+deploy: ## Deploy the operator with kustomize (config/default).
+	$$($(GO) run ./hack/envtest --kubectl) apply -k config/default
+
+.PHONY: undeploy
+undeploy: ## Remove the operator.
+	$$($(GO) run ./hack/envtest --kubectl) delete -k config/default --ignore-not-found
 
 ##@ Build
 
@@ -61,6 +105,9 @@ testbed: $(FERRETDB) ## Build the FerretDB test bed (once per pinned version).
 $(FERRETDB): hack/tools/go.mod hack/tools/ferretdb/main.go
 	@echo "Building FerretDB $(FERRETDB_VERSION) (first time only, about a minute)…"
 	cd hack/tools && $(GO) build -o ../../$@ ./ferretdb
+
+$(CONTROLLER_GEN): hack/tools/codegen/go.mod
+	cd hack/tools/codegen && $(GO) build -o ../../../$@ sigs.k8s.io/controller-tools/cmd/controller-gen
 
 .PHONY: docker-build
 docker-build: ## Build the container image (needs a Docker engine).

@@ -124,6 +124,11 @@ func (r *InvitationReconciler) reconcileSeed(ctx context.Context, inv *v1alpha1.
 	}
 	if err := r.Store.PutInvitation(ctx, domainInvitation(inv, state)); err != nil {
 		obs.seedErr = err
+		if errors.Is(err, invite.ErrCodeTaken) {
+			// Retrying will not help until the other owner goes away;
+			// the status says so and we look again now and then.
+			return ctrl.Result{RequeueAfter: inactiveSync}, nil
+		}
 		return ctrl.Result{}, fmt.Errorf("seeding %s: %w", inv.EffectiveCode(), err)
 	}
 	obs.seeded = true
@@ -171,7 +176,8 @@ func (r *InvitationReconciler) reconcileDelete(ctx context.Context, inv *v1alpha
 	if !controllerutil.ContainsFinalizer(inv, Finalizer) {
 		return ctrl.Result{}, nil
 	}
-	if err := r.Store.PutInvitation(ctx, domainInvitation(inv, invite.StateRevoked)); err != nil {
+	// A code owned by another Invitation is not ours to revoke.
+	if err := r.Store.PutInvitation(ctx, domainInvitation(inv, invite.StateRevoked)); err != nil && !errors.Is(err, invite.ErrCodeTaken) {
 		return ctrl.Result{}, fmt.Errorf("revoking %s: %w", inv.EffectiveCode(), err)
 	}
 	if err := r.deleteOrphanFleets(ctx, inv.Namespace); err != nil {
@@ -269,7 +275,8 @@ func soonest(results ...ctrl.Result) ctrl.Result {
 }
 
 func domainInvitation(inv *v1alpha1.Invitation, state invite.State) invite.Invitation {
-	out := invite.Invitation{Code: inv.EffectiveCode(), MaxUses: int(inv.Spec.MaxUses), State: state, Campaign: inv.Spec.Campaign}
+	out := invite.Invitation{Code: inv.EffectiveCode(), MaxUses: int(inv.Spec.MaxUses), State: state, Campaign: inv.Spec.Campaign,
+		Owner: inv.Namespace + "/" + inv.Name}
 	if inv.Spec.ExpiresAt != nil {
 		out.ExpiresAt = inv.Spec.ExpiresAt.Time
 	}

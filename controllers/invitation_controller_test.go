@@ -141,12 +141,12 @@ func exists(obj client.Object) func() error {
 var _ = Describe("Invitation controller", func() {
 	It("seeds MongoDB, reports status and builds the campaign's fleet", func() {
 		ns := newNamespace()
-		inv := create(newInvitation(ns, "twitter-reg1", 1000, "twitter"))
+		inv := create(newInvitation(ns, "launch-day", 1000, "twitter"))
 
-		Eventually(stored("twitter-reg1")).Should(And(
+		Eventually(stored("launch-day")).Should(And(
 			HaveField("MaxUses", 1000), HaveField("State", invite.StateActive), HaveField("Campaign", "twitter")))
 		Eventually(status(inv)).Should(And(
-			HaveField("Code", "twitter-reg1"),
+			HaveField("Code", "launch-day"),
 			HaveField("Phase", v1alpha1.PhaseActive),
 			HaveField("Remaining", int32(1000)),
 			WithTransform(readyCondition, And(HaveField("Status", metav1.ConditionTrue), HaveField("Reason", ReasonServing))),
@@ -187,23 +187,23 @@ var _ = Describe("Invitation controller", func() {
 
 	It("shows redemptions in status and printer columns, and becomes Exhausted", func() {
 		ns := newNamespace()
-		inv := create(newInvitation(ns, "telegram-test", 3, "telegram"))
+		inv := create(newInvitation(ns, "counted", 3, "telegram"))
 		Eventually(status(inv)).Should(HaveField("Phase", v1alpha1.PhaseActive))
-		redeem("telegram-test", 0, "a@example.com", "b@example.com")
+		redeem("counted", 0, "a@example.com", "b@example.com")
 		Eventually(status(inv)).Should(And(HaveField("Used", int32(2)), HaveField("Remaining", int32(1)), HaveField("LastRedemptionTime", Not(BeNil()))))
 
 		out := kubectlGet(ns)
 		Expect(out).To(MatchRegexp(`(?m)^NAME\s+CODE\s+MAX\s+USED\s+PHASE\s+CAMPAIGN\s+AGE`))
-		Expect(out).To(MatchRegexp(`(?m)^telegram-test\s+telegram-test\s+3\s+2\s+Active\s+telegram\s`))
+		Expect(out).To(MatchRegexp(`(?m)^counted\s+counted\s+3\s+2\s+Active\s+telegram\s`))
 
-		redeem("telegram-test", 2, "c@example.com")
+		redeem("counted", 2, "c@example.com")
 		Eventually(status(inv)).Should(And(HaveField("Used", int32(3)), HaveField("Phase", v1alpha1.PhaseExhausted)))
 		Eventually(reasons(ns)).Should(ContainElement("Exhausted"))
 	})
 
 	It("writes maxUses, paused and expiresAt changes to MongoDB and expires on time", func() {
 		ns := newNamespace()
-		inv := create(newInvitation(ns, "instagram-hello", 100, "instagram", func(i *v1alpha1.Invitation) { i.Spec.Code = "insta-code" }))
+		inv := create(newInvitation(ns, "changing", 100, "instagram", func(i *v1alpha1.Invitation) { i.Spec.Code = "insta-code" }))
 		Eventually(stored("insta-code")).Should(HaveField("MaxUses", 100))
 
 		update(inv, func(i *v1alpha1.Invitation) { i.Spec.MaxUses = 50 })
@@ -338,6 +338,40 @@ var _ = Describe("Invitation controller", func() {
 	})
 })
 
+var _ = Describe("Codes and samples", func() {
+	It("gives a code to the first Invitation that claims it", func() {
+		first, second := newNamespace(), newNamespace()
+		mine := create(newInvitation(first, "mine", 10, "x", func(i *v1alpha1.Invitation) { i.Spec.Code = "contested" }))
+		Eventually(status(mine)).Should(HaveField("Phase", v1alpha1.PhaseActive))
+		theirs := create(newInvitation(second, "theirs", 999, "x", func(i *v1alpha1.Invitation) { i.Spec.Code = "contested" }))
+		Eventually(status(theirs)).Should(WithTransform(readyCondition, And(
+			HaveField("Status", metav1.ConditionFalse), HaveField("Reason", ReasonCodeConflict))))
+		Expect(stored("contested")()).To(And(HaveField("MaxUses", 10), HaveField("Owner", first+"/mine")))
+
+		// Deleting the loser revokes nothing.
+		Expect(k8sClient.Delete(ctx, theirs)).To(Succeed())
+		Eventually(func() bool { _, err := fetch(theirs)(); return apierrors.IsNotFound(err) }).Should(BeTrue())
+		Expect(stored("contested")()).To(HaveField("State", invite.StateActive))
+	})
+
+	It("serves config/samples, with live usage in kubectl get", func() {
+		ns := newNamespace()
+		out, err := exec.Command(kubectl, "--kubeconfig", kubeconfig(), "apply", "-n", ns, "-k", filepath.Join("..", "config", "samples")).CombinedOutput()
+		Expect(err).NotTo(HaveOccurred(), string(out))
+		for code, max := range map[string]int{"twitter-reg1": 1000, "telegram-test": 500, "instagram-hello": 100} {
+			Eventually(stored(code)).Should(And(HaveField("MaxUses", max), HaveField("State", invite.StateActive)))
+		}
+		redeem("twitter-reg1", 0, "first@example.com")
+		Eventually(func() string { return kubectlGet(ns) }).Should(And(
+			MatchRegexp(`(?m)^twitter-reg1\s+twitter-reg1\s+1000\s+1\s+Active\s+twitter\s`),
+			MatchRegexp(`(?m)^telegram-test\s+telegram-test\s+500\s+0\s+Active\s+telegram\s`),
+			MatchRegexp(`(?m)^instagram-hello\s+instagram-hello\s+100\s+0\s+Active\s+instagram\s`)))
+		for _, campaign := range []string{"twitter", "telegram", "instagram"} {
+			Eventually(exists(fleetObjects(ns, campaign)[0])).Should(Succeed())
+		}
+	})
+})
+
 // The outage spec stops the shared FerretDB server, so it runs alone.
 var _ = Describe("MongoDB outage", Serial, func() {
 	It("turns Ready false with a clear reason, and recovers by itself", func() {
@@ -365,14 +399,20 @@ var _ = Describe("MongoDB outage", Serial, func() {
 
 func ptr[T any](v T) *T { return &v }
 
-func kubectlGet(ns string) string {
+// kubeconfig writes a kubeconfig for an admin of the envtest control plane.
+func kubeconfig() string {
 	user, err := testEnv.AddUser(envtest.User{Name: "tester", Groups: []string{"system:masters"}}, nil)
 	Expect(err).NotTo(HaveOccurred())
 	kc, err := user.KubeConfig()
 	Expect(err).NotTo(HaveOccurred())
 	path := filepath.Join(GinkgoT().TempDir(), "kubeconfig")
 	Expect(os.WriteFile(path, kc, 0o600)).To(Succeed())
-	out, err := exec.Command(kubectl, "--kubeconfig", path, "get", "inv", "-n", ns).CombinedOutput()
+	return path
+}
+
+// kubectlGet is what staff see: `kubectl get inv` with the printer columns.
+func kubectlGet(ns string) string {
+	out, err := exec.Command(kubectl, "--kubeconfig", kubeconfig(), "get", "inv", "-n", ns).CombinedOutput()
 	Expect(err).NotTo(HaveOccurred(), string(out))
 	return string(out)
 }

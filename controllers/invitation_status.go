@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -24,6 +25,7 @@ type observation struct {
 // Condition reasons.
 const (
 	ReasonServing          = "Serving"
+	ReasonCodeConflict     = "CodeConflict"
 	ReasonMongoUnavailable = "MongoDBUnavailable"
 	ReasonFleetFailed      = "FleetFailed"
 	ReasonWithinLimit      = "WithinLimit"
@@ -51,6 +53,9 @@ func computeStatus(inv *v1alpha1.Invitation, prev v1alpha1.InvitationStatus, obs
 	gen := inv.Generation
 	ready := metav1.Condition{Type: v1alpha1.ConditionReady, ObservedGeneration: gen}
 	switch err := firstErr(obs.seedErr, obs.usageErr); {
+	case errors.Is(err, invite.ErrCodeTaken):
+		ready.Status, ready.Reason = metav1.ConditionFalse, ReasonCodeConflict
+		ready.Message = fmt.Sprintf("code %s belongs to another Invitation; choose another spec.code", st.Code)
 	case err != nil:
 		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, ReasonMongoUnavailable, "MongoDB: "+err.Error()
 	case obs.fleetErr != nil:

@@ -97,10 +97,12 @@ type InvitationStatus struct {
 
 	// used is how many people redeemed the code.
 	// +optional
+	// +kubebuilder:default=0
 	Used int32 `json:"used"`
 
 	// remaining is how many more people may redeem it.
 	// +optional
+	// +kubebuilder:default=0
 	Remaining int32 `json:"remaining"`
 
 	// phase is Pending, Active, Paused, Exhausted or Expired.

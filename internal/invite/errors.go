@@ -16,6 +16,8 @@ var (
 	// ErrUnavailable: storage cannot be reached; the outcome is unknown and
 	// the request is safe to retry.
 	ErrUnavailable = errors.New("storage unavailable")
+	// ErrCodeTaken: another owner already manages this code.
+	ErrCodeTaken = errors.New("invitation code belongs to another owner")
 	// ErrBusy: this replica sheds load; retry shortly.
 	ErrBusy = errors.New("too many requests in progress")
 )

@@ -33,6 +33,9 @@ type Invitation struct {
 	State     State
 	ExpiresAt time.Time // zero: never expires
 	Campaign  string
+	// Owner names who manages the code (the operator writes
+	// "<namespace>/<name>" of the Invitation object); one owner per code.
+	Owner     string
 	UpdatedAt time.Time
 }
 

@@ -2,9 +2,11 @@ package mongostore
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/velvetrope/velvetrope/internal/invite"
@@ -17,25 +19,34 @@ type invitationDoc struct {
 	State     string     `bson:"state"`
 	ExpiresAt *time.Time `bson:"expiresAt"`
 	Campaign  string     `bson:"campaign"`
+	Owner     string     `bson:"owner"`
 	UpdatedAt time.Time  `bson:"updatedAt"`
 }
 
-// PutInvitation creates or replaces the document of inv.Code. Only one writer
-// (the operator's leader, or the local seeder) writes invitations, so a plain
-// upsert is enough even where updates are not atomic.
+// PutInvitation creates or replaces the document of inv.Code, provided it is
+// new or already belongs to inv.Owner. The filter names the owner, so for a
+// code owned by someone else the upsert becomes an insert of an existing _id,
+// which the unique index refuses: invite.ErrCodeTaken, decided atomically.
+// Only one writer (the operator's leader, or the local seeder) writes
+// invitations, so the replace itself need not be atomic.
 func (s *Store) PutInvitation(ctx context.Context, inv invite.Invitation) error {
 	doc := invitationDoc{
 		Code:      inv.Code,
 		MaxUses:   inv.MaxUses,
 		State:     string(inv.State),
 		Campaign:  inv.Campaign,
+		Owner:     inv.Owner,
 		UpdatedAt: s.now().UTC(),
 	}
 	if !inv.ExpiresAt.IsZero() {
 		t := inv.ExpiresAt.UTC()
 		doc.ExpiresAt = &t
 	}
-	_, err := s.invitations.ReplaceOne(ctx, bson.D{{Key: "_id", Value: inv.Code}}, doc, options.Replace().SetUpsert(true))
+	filter := bson.D{{Key: "_id", Value: inv.Code}, {Key: "owner", Value: inv.Owner}}
+	_, err := s.invitations.ReplaceOne(ctx, filter, doc, options.Replace().SetUpsert(true))
+	if mongo.IsDuplicateKeyError(err) {
+		return fmt.Errorf("writing invitation %s: %w", inv.Code, invite.ErrCodeTaken)
+	}
 	return classify("writing invitation "+inv.Code, err)
 }
 
@@ -56,6 +67,7 @@ func (s *Store) Invitations(ctx context.Context) ([]invite.Invitation, error) {
 			MaxUses:   d.MaxUses,
 			State:     invite.State(d.State),
 			Campaign:  d.Campaign,
+			Owner:     d.Owner,
 			UpdatedAt: d.UpdatedAt,
 		}
 		if d.ExpiresAt != nil {

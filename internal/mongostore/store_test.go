@@ -201,3 +201,24 @@ func TestUsage(t *testing.T) {
 		t.Fatalf("got %+v, %v; want 2 used, last %v", u, err, late.RedeemedAt)
 	}
 }
+
+func TestACodeHasOneOwner(t *testing.T) {
+	s, ctx := newStore(t), context.Background()
+	mine := invite.Invitation{Code: "c", MaxUses: 10, State: invite.StateActive, Owner: "ns1/a"}
+	if err := s.PutInvitation(ctx, mine); err != nil {
+		t.Fatal(err)
+	}
+	theirs := mine
+	theirs.Owner, theirs.MaxUses = "ns2/b", 999
+	if err := s.PutInvitation(ctx, theirs); !errors.Is(err, invite.ErrCodeTaken) {
+		t.Fatalf("another owner: %v, want ErrCodeTaken", err)
+	}
+	mine.MaxUses = 20
+	if err := s.PutInvitation(ctx, mine); err != nil {
+		t.Fatalf("the owner updating: %v", err)
+	}
+	invs, err := s.Invitations(ctx)
+	if err != nil || len(invs) != 1 || invs[0].MaxUses != 20 || invs[0].Owner != "ns1/a" {
+		t.Fatalf("stored %+v, %v", invs, err)
+	}
+}
