@@ -58,7 +58,12 @@ type InvitationReconciler struct {
 	// at most one status write per invitation per interval, whatever the
 	// crowd does.
 	UsageInterval time.Duration
+
+	written *written // set up by SetupWithManager
 }
+
+// resync bounds how long an unchanged write may be skipped.
+const resync = 5 * time.Minute
 
 // +kubebuilder:rbac:groups=velvetrope.io,resources=invitations,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=velvetrope.io,resources=invitations/status,verbs=get;update;patch
@@ -122,7 +127,12 @@ func (r *InvitationReconciler) reconcileSeed(ctx context.Context, inv *v1alpha1.
 	if inv.Spec.Paused {
 		state = invite.StatePaused
 	}
-	if err := r.Store.PutInvitation(ctx, domainInvitation(inv, state)); err != nil {
+	doc, key := domainInvitation(inv, state), "seed/"+inv.Namespace+"/"+inv.Name
+	if r.written.unchanged(key, doc, r.Now()) {
+		obs.seeded = true
+		return ctrl.Result{}, nil
+	}
+	if err := r.Store.PutInvitation(ctx, doc); err != nil {
 		obs.seedErr = err
 		if errors.Is(err, invite.ErrCodeTaken) {
 			// Retrying will not help until the other owner goes away;
@@ -131,6 +141,7 @@ func (r *InvitationReconciler) reconcileSeed(ctx context.Context, inv *v1alpha1.
 		}
 		return ctrl.Result{}, fmt.Errorf("seeding %s: %w", inv.EffectiveCode(), err)
 	}
+	r.written.record(key, doc, r.Now())
 	obs.seeded = true
 	return ctrl.Result{}, nil
 }
@@ -177,6 +188,7 @@ func (r *InvitationReconciler) reconcileDelete(ctx context.Context, inv *v1alpha
 		return ctrl.Result{}, nil
 	}
 	// A code owned by another Invitation is not ours to revoke.
+	r.written.forget("seed/" + inv.Namespace + "/" + inv.Name)
 	if err := r.Store.PutInvitation(ctx, domainInvitation(inv, invite.StateRevoked)); err != nil && !errors.Is(err, invite.ErrCodeTaken) {
 		return ctrl.Result{}, fmt.Errorf("revoking %s: %w", inv.EffectiveCode(), err)
 	}
@@ -203,19 +215,32 @@ func (r *InvitationReconciler) campaign(ctx context.Context, namespace, name str
 	return c, nil
 }
 
+// applyFleet server-side applies the campaign's children, skipping those
+// applied unchanged recently (see written).
 func (r *InvitationReconciler) applyFleet(ctx context.Context, c campaign) error {
 	opts := []client.ApplyOption{client.FieldOwner(FieldOwner), client.ForceOwnership}
-	for _, obj := range []runtime.ApplyConfiguration{
-		desiredDeployment(r.Fleet, c),
-		desiredService(c),
-		desiredHPA(r.Fleet, c, floor(r.Fleet, c.Invitations, r.Now())),
-		desiredPDB(c),
+	now := r.Now()
+	for kind, obj := range map[string]runtime.ApplyConfiguration{
+		"Deployment":              desiredDeployment(r.Fleet, c),
+		"Service":                 desiredService(c),
+		"HorizontalPodAutoscaler": desiredHPA(r.Fleet, c, floor(r.Fleet, c.Invitations, now)),
+		"PodDisruptionBudget":     desiredPDB(c),
 	} {
+		key := fleetKey(kind, c.Namespace, c.Name)
+		if r.written.unchanged(key, obj, now) {
+			continue
+		}
 		if err := r.Client.Apply(ctx, obj, opts...); err != nil {
+			r.written.forget(key)
 			return err
 		}
+		r.written.record(key, obj, now)
 	}
 	return nil
+}
+
+func fleetKey(kind, namespace, campaign string) string {
+	return "fleet/" + kind + "/" + namespace + "/" + campaign
 }
 
 // deleteOrphanFleets removes the fleet of every campaign in namespace that has
@@ -233,11 +258,13 @@ func (r *InvitationReconciler) deleteOrphanFleets(ctx context.Context, namespace
 			errs = append(errs, err)
 			continue
 		}
-		for _, obj := range []client.Object{
-			&appsv1.Deployment{}, &corev1.Service{}, &autoscalingv2.HorizontalPodAutoscaler{}, &policyv1.PodDisruptionBudget{},
+		for kind, obj := range map[string]client.Object{
+			"Deployment": &appsv1.Deployment{}, "Service": &corev1.Service{},
+			"HorizontalPodAutoscaler": &autoscalingv2.HorizontalPodAutoscaler{}, "PodDisruptionBudget": &policyv1.PodDisruptionBudget{},
 		} {
 			obj.SetNamespace(namespace)
 			obj.SetName(fleetName(name))
+			r.written.forget(fleetKey(kind, namespace, name))
 			if err := r.Client.Delete(ctx, obj); err != nil && !apierrors.IsNotFound(err) {
 				errs = append(errs, err)
 			}
@@ -294,6 +321,7 @@ func (r *InvitationReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Ma
 	case r.Fleet.Image == "" || r.Fleet.MongoSecretName == "":
 		return errors.New("InvitationReconciler needs a fleet image and a MongoDB Secret")
 	}
+	r.written = newWritten(resync)
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.Invitation{}, campaignKey, func(o client.Object) []string {
 		return []string{o.(*v1alpha1.Invitation).Spec.Campaign}
 	}); err != nil {
@@ -302,15 +330,25 @@ func (r *InvitationReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Ma
 	fleetOnly := builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
 		return o.GetLabels()[LabelManagedBy] == managedBy
 	}))
-	toCampaign := handler.EnqueueRequestsFromMapFunc(r.invitationsOfFleet)
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.Invitation{}).
-		Watches(&appsv1.Deployment{}, toCampaign, fleetOnly).
-		Watches(&corev1.Service{}, toCampaign, fleetOnly).
-		Watches(&autoscalingv2.HorizontalPodAutoscaler{}, toCampaign, fleetOnly).
-		Watches(&policyv1.PodDisruptionBudget{}, toCampaign, fleetOnly).
+		Watches(&appsv1.Deployment{}, r.onFleetEvent("Deployment"), fleetOnly).
+		Watches(&corev1.Service{}, r.onFleetEvent("Service"), fleetOnly).
+		Watches(&autoscalingv2.HorizontalPodAutoscaler{}, r.onFleetEvent("HorizontalPodAutoscaler"), fleetOnly).
+		Watches(&policyv1.PodDisruptionBudget{}, r.onFleetEvent("PodDisruptionBudget"), fleetOnly).
 		Named("invitation").
 		Complete(r)
+}
+
+// onFleetEvent maps an event on a fleet object to the invitations of its
+// campaign, and marks the object dirty: someone (maybe a person) changed or
+// deleted it, so the next pass applies it even if our desired state is the
+// same as last time. Our own no-op applies cause no events, so this settles.
+func (r *InvitationReconciler) onFleetEvent(kind string) handler.EventHandler {
+	return handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+		r.written.forget(fleetKey(kind, o.GetNamespace(), o.GetLabels()[LabelCampaign]))
+		return r.invitationsOfFleet(ctx, o)
+	})
 }
 
 // invitationsOfFleet maps a fleet object to the invitations of its campaign.

@@ -76,13 +76,7 @@ func (s *Service) refreshInvitations(ctx context.Context) error {
 // redemptions than this replica thinks are taken (staff deleted one), the
 // code's slots are reloaded so the freed slot can be taken again.
 func (s *Service) refreshUsage(ctx context.Context) {
-	s.mu.RLock()
-	codes := make([]*code, 0, len(s.codes))
-	for _, c := range s.codes {
-		codes = append(codes, c)
-	}
-	s.mu.RUnlock()
-	for _, c := range codes {
+	for _, c := range s.allCodes() {
 		c.mu.Lock()
 		name, state := c.inv.Code, c.inv.State
 		c.mu.Unlock()

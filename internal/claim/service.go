@@ -230,18 +230,23 @@ func (s *Service) Wait() { s.batches.Wait() }
 // Wait cannot miss it.
 func (s *Service) Stop() {
 	s.closing.Store(true)
-	s.mu.RLock()
-	codes := make([]*code, 0, len(s.codes))
-	for _, c := range s.codes {
-		codes = append(codes, c)
-	}
-	s.mu.RUnlock()
-	for _, c := range codes {
+	for _, c := range s.allCodes() {
 		c.mu.Lock()
 		s.pumpLocked(c)
 		c.mu.Unlock()
 	}
 	s.batches.Wait()
+}
+
+// allCodes snapshots the codes, so callers can lock each without holding s.mu.
+func (s *Service) allCodes() []*code {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	codes := make([]*code, 0, len(s.codes))
+	for _, c := range s.codes {
+		codes = append(codes, c)
+	}
+	return codes
 }
 
 func (s *Service) lookup(name string) *code {
