@@ -24,6 +24,7 @@ type config struct {
 	mongoDatabase   string
 	drainDelay      time.Duration
 	shutdownTimeout time.Duration
+	timeouts        serverTimeouts
 	logLevel        zapcore.Level
 	http            redeemer.Config
 	claim           claim.Config
@@ -43,6 +44,10 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.DurationVar(&c.drainDelay, "drain-delay", 5*time.Second, "after SIGTERM, keep serving this long with /readyz failing, so load balancers stop routing here")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 15*time.Second, "after the drain delay, how long in-flight requests may take to finish")
 	fs.Var(&c.logLevel, "log-level", "debug, info, warn or error")
+	fs.DurationVar(&c.timeouts.readHeader, "read-header-timeout", 5*time.Second, "time a client has to send the request headers (slowloris bound)")
+	fs.DurationVar(&c.timeouts.read, "read-timeout", 10*time.Second, "time a client has to send the whole request")
+	fs.DurationVar(&c.timeouts.write, "write-timeout-http", 15*time.Second, "time to write a response")
+	fs.DurationVar(&c.timeouts.idle, "idle-timeout", 90*time.Second, "how long an idle keep-alive connection is kept")
 	fs.Uint64Var(&c.http.RateLimit, "rate-limit", 60, "redemption requests per --rate-interval per client IP (0: no limit)")
 	fs.DurationVar(&c.http.RateInterval, "rate-interval", time.Minute, "rate limit window")
 	fs.Func("trusted-proxies", "comma-separated CIDRs whose X-Forwarded-For is believed", func(s string) error {
@@ -96,11 +101,17 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		return c, fmt.Errorf("%w: --max-pending and --parallel-batches must be at least 1", errUsage)
 	case c.http.MaxBodyBytes < 64:
 		return c, fmt.Errorf("%w: --max-body-bytes must be at least 64", errUsage)
-	case c.drainDelay < 0 || c.shutdownTimeout <= 0 || c.claim.PollInterval <= 0 || c.claim.UsageInterval <= 0 ||
+	case c.timeouts.readHeader <= 0 || c.timeouts.read <= 0 || c.timeouts.write <= 0 || c.timeouts.idle <= 0,
+		c.drainDelay < 0 || c.shutdownTimeout <= 0 || c.claim.PollInterval <= 0 || c.claim.UsageInterval <= 0 ||
 		c.claim.WriteTimeout <= 0 || c.claim.AdmissionWait < 0 || c.http.RateInterval <= 0:
 		return c, fmt.Errorf("%w: durations must be positive", errUsage)
 	}
 	return c, nil
+}
+
+// serverTimeouts bound what a slow or malicious client can hold.
+type serverTimeouts struct {
+	readHeader, read, write, idle time.Duration
 }
 
 // envName maps a flag to its environment variable: --listen is LISTEN_ADDR

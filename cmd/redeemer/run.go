@@ -66,10 +66,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	httpSrv := &http.Server{
 		Handler:           srv,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      15 * time.Second,
-		IdleTimeout:       90 * time.Second,
+		ReadHeaderTimeout: cfg.timeouts.readHeader,
+		ReadTimeout:       cfg.timeouts.read,
+		WriteTimeout:      cfg.timeouts.write,
+		IdleTimeout:       cfg.timeouts.idle,
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          zap.NewStdLog(zl.Named("net/http")),
 	}
@@ -97,6 +97,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	log.Info("Shutting down: draining", "drainDelay", cfg.drainDelay)
 	srv.Drain()
+	// Responses now say "Connection: close": no client keeps an idle
+	// connection that Shutdown would close under its next request.
+	httpSrv.SetKeepAlivesEnabled(false)
 	select {
 	case <-time.After(cfg.drainDelay):
 	case err := <-serveErr:

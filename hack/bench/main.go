@@ -91,8 +91,8 @@ func run(requests, clients, slots int, out string, extra []string) error {
 	targets := []string{"http://" + replicas[0].Addr, "http://" + replicas[1].Addr}
 
 	fmt.Fprintf(os.Stderr, "Flash crowd: %d requests from %d clients on one code with %d slots, two replicas…\n", requests, clients, slots)
-	crowd := loadgen.Run(ctx, loadgen.Config{Targets: targets, Code: "flash", Requests: requests, Concurrency: clients, Email: crowdEmail})
-	violations, err := loadgen.Audit(ctx, store, "flash", slots, crowd, invite.DefaultFolding)
+	crowd := loadgen.Run(ctx, loadgen.Config{Targets: targets, Codes: []string{"flash"}, Requests: requests, Concurrency: clients, Email: crowdEmail})
+	violations, err := loadgen.Audit(ctx, store, []string{"flash"}, crowd, invite.DefaultFolding)
 	if err != nil {
 		return err
 	}
@@ -100,7 +100,7 @@ func run(requests, clients, slots int, out string, extra []string) error {
 	storeStats := scrapeStoreStats(targets)
 
 	// Exhaust "gone", then compare one replica with a trivial handler.
-	loadgen.Run(ctx, loadgen.Config{Targets: targets[:1], Code: "gone", Requests: 1, Concurrency: 1, Email: func(int) string { return "first@example.com" }})
+	loadgen.Run(ctx, loadgen.Config{Targets: targets[:1], Codes: []string{"gone"}, Requests: 1, Concurrency: 1, Email: func(int) string { return "first@example.com" }})
 	trivial, err := startTrivial()
 	if err != nil {
 		return err
@@ -108,7 +108,7 @@ func run(requests, clients, slots int, out string, extra []string) error {
 	defer trivial.Kill()
 	fmt.Fprintln(os.Stderr, "Exhausted code vs trivial handler…")
 	phase := func(target, code string) loadgen.Result {
-		cfg := loadgen.Config{Targets: []string{target}, Code: code, Requests: requests, Concurrency: clients, Email: crowdEmail}
+		cfg := loadgen.Config{Targets: []string{target}, Codes: []string{code}, Requests: requests, Concurrency: clients, Email: crowdEmail}
 		warm := cfg
 		warm.Requests = requests / 10
 		loadgen.Run(ctx, warm)
@@ -157,16 +157,13 @@ func renderReport(requests, clients, slots int, crowd loadgen.Result, stored int
 	row(fmt.Sprintf("flash crowd, 2 replicas, maxUses %d", slots), crowd)
 	row("exhausted code, 1 replica", exhausted)
 	row("trivial net/http handler, 1 process", baseline)
-	fmt.Fprintf(&b, "\n- Code exhausted after %s (last 201); %d redemptions stored for %d slots; audit: %s.\n", ms(crowd.LastCreated), stored, slots, audit)
+	fmt.Fprintf(&b, "\n- Code exhausted after %s (last 201); %d redemptions stored for %d slots; audit: %s.\n", ms(crowd.LastCreated["flash"]), stored, slots, audit)
 	fmt.Fprintf(&b, "- Exhausted-code throughput is %.0f%% of the trivial handler (target ≥ 70%%); flash-crowd p99 %s (target ≤ 250 ms).\n",
 		100*exhausted.RPS()/baseline.RPS(), ms(crowd.Percentile(99)))
 	return b.String()
 }
 
-func statuses(r loadgen.Result) string {
-	s := r.Summary()
-	return s[strings.LastIndex(s, "; ")+2:]
-}
+func statuses(r loadgen.Result) string { return r.StatusSummary() }
 
 func cpuModel() string {
 	b, err := os.ReadFile("/proc/cpuinfo")

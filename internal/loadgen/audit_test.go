@@ -8,37 +8,49 @@ import (
 	"github.com/velvetrope/velvetrope/internal/invite"
 )
 
-// stored is a fixed list of redemptions: the audit's input, not a stand-in
+// fixed is storage contents given as data: the audit's input, not a stand-in
 // for a server (the audit itself is pure).
-type stored []invite.Redemption
+type fixed map[string][]string // code -> canonical emails stored
 
-func (s stored) Redemptions(context.Context, string) ([]invite.Redemption, error) { return s, nil }
-
-func held(emails ...string) stored {
-	var s stored
-	for i, e := range emails {
-		s = append(s, invite.Redemption{Code: "c", Slot: i, Email: invite.Email{Canonical: e}})
-	}
-	return s
+func (f fixed) Invitations(context.Context) ([]invite.Invitation, error) {
+	return []invite.Invitation{{Code: "c", MaxUses: 2}, {Code: "d", MaxUses: 2}}, nil
 }
 
+func (f fixed) Redemptions(_ context.Context, code string) ([]invite.Redemption, error) {
+	var out []invite.Redemption
+	for i, e := range f[code] {
+		out = append(out, invite.Redemption{Code: code, Slot: i, Email: invite.Email{Canonical: e}})
+	}
+	return out, nil
+}
+
+func outcomes(oo ...Outcome) Result {
+	r := Result{Outcomes: oo}
+	r.finish()
+	return r
+}
+
+func o(code, email string, status int) Outcome { return Outcome{Code: code, Email: email, Status: status} }
+
 func TestAudit(t *testing.T) {
-	ok := map[int]int{201: 2}
 	tests := []struct {
 		name   string
-		stored stored
+		stored fixed
 		result Result
 		want   []string // substrings of the expected violations, in order
 	}{
-		{"clean", held("a@x.io", "b@x.io"), Result{Answered: []string{"A@x.io", "b+t@x.io"}, Statuses: ok}, nil},
-		{"oversold", held("a@x.io", "b@x.io", "c@x.io"), Result{Answered: []string{"a@x.io", "b@x.io", "c@x.io"}, Statuses: ok}, []string{"3 redemptions stored for 2 slots"}},
-		{"lost", held("a@x.io"), Result{Answered: []string{"a@x.io", "b@x.io"}, Statuses: ok}, []string{"b@x.io answered 201 but not stored"}},
-		{"unanswered", held("a@x.io", "b@x.io"), Result{Answered: []string{"a@x.io"}, Statuses: ok}, []string{"b@x.io stored but never answered"}},
-		{"unanswered but a request got no answer", held("a@x.io", "b@x.io"), Result{Answered: []string{"a@x.io"}, Statuses: map[int]int{201: 1, 0: 1}}, nil},
-		{"same person twice", held("a@x.io", "a@x.io"), Result{Answered: []string{"a@x.io", "A+b@x.io"}, Statuses: ok}, []string{"201 twice for a@x.io", "a@x.io stored twice"}},
+		{"clean", fixed{"c": {"a@x.io", "b@x.io"}}, outcomes(o("c", "A@x.io", 201), o("c", "b+t@x.io", 201), o("c", "a@x.io", 200), o("c", "z@x.io", 410), o("c", "bad", 400)), nil},
+		{"oversold", fixed{"c": {"a@x.io", "b@x.io", "e@x.io"}}, outcomes(o("c", "a@x.io", 201), o("c", "b@x.io", 201), o("c", "e@x.io", 201)), []string{"c: 3 redemptions stored for 2 slots"}},
+		{"lost", fixed{"c": {"a@x.io"}}, outcomes(o("c", "a@x.io", 201), o("c", "b@x.io", 201)), []string{"b@x.io acknowledged for c but not stored"}},
+		{"200 not stored", fixed{"c": {"a@x.io"}}, outcomes(o("c", "a@x.io", 201), o("c", "b@x.io", 200)), []string{"b@x.io acknowledged for c but not stored"}},
+		{"stored, never acknowledged", fixed{"c": {"a@x.io", "b@x.io"}}, outcomes(o("c", "a@x.io", 201), o("c", "b@x.io", 410)), []string{"b@x.io stored for c but never acknowledged"}},
+		{"stored after a lost answer", fixed{"c": {"a@x.io", "b@x.io"}}, outcomes(o("c", "a@x.io", 201), o("c", "b@x.io", 0)), nil},
+		{"one person on two codes", fixed{"c": {"a@x.io"}, "d": {"a@x.io"}}, outcomes(o("c", "a@x.io", 201), o("d", "a@x.io", 200)), []string{"a@x.io stored twice"}},
+		{"201 twice", fixed{"c": {"a@x.io"}}, outcomes(o("c", "a@x.io", 201), o("c", "A+x@x.io", 201)), []string{"201 2 times for a@x.io"}},
+		{"201 for garbage", fixed{}, outcomes(o("c", "garbage", 201)), []string{"201 for an invalid email"}},
 	}
 	for _, tt := range tests {
-		got, err := Audit(context.Background(), tt.stored, "c", 2, tt.result, invite.DefaultFolding)
+		got, err := Audit(context.Background(), tt.stored, []string{"c", "d"}, tt.result, invite.DefaultFolding)
 		if err != nil {
 			t.Fatal(err)
 		}
