@@ -30,7 +30,9 @@ func outcomes(oo ...Outcome) Result {
 	return r
 }
 
-func o(code, email string, status int) Outcome { return Outcome{Code: code, Email: email, Status: status} }
+func o(code, email string, status int) Outcome {
+	return Outcome{Code: code, Email: email, Status: status}
+}
 
 func TestAudit(t *testing.T) {
 	tests := []struct {
