@@ -92,7 +92,7 @@ func run(requests, clients, slots int, out string, extra []string) error {
 
 	fmt.Fprintf(os.Stderr, "Flash crowd: %d requests from %d clients on one code with %d slots, two replicas…\n", requests, clients, slots)
 	crowd := loadgen.Run(ctx, loadgen.Config{Targets: targets, Codes: []string{"flash"}, Requests: requests, Concurrency: clients, Email: crowdEmail})
-	violations, err := loadgen.Audit(ctx, store, []string{"flash"}, crowd, invite.DefaultFolding)
+	violations, err := loadgen.Audit(ctx, store, []string{"flash"}, crowd, invite.DefaultFolding, nil)
 	if err != nil {
 		return err
 	}

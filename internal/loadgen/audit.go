@@ -19,11 +19,12 @@ type Storage interface {
 //   - no canonical email is stored twice, across all the codes;
 //   - every email answered 201 or 200 for a code is stored for that code,
 //     and no person was answered 201 twice (nothing acknowledged is lost);
-//   - every stored redemption was answered 201 or 200, or belongs to a
-//     request that got no answer (which may have landed).
+//   - every stored redemption was answered 201 or 200, belongs to a request
+//     that got no answer (which may have landed), or was there before the run
+//     (before: canonical emails already stored then; see Snapshot).
 //
 // It returns the violations; none means the audit is clean.
-func Audit(ctx context.Context, store Storage, codes []string, r Result, folding invite.Folding) ([]string, error) {
+func Audit(ctx context.Context, store Storage, codes []string, r Result, folding invite.Folding, before map[string]bool) ([]string, error) {
 	invs, err := store.Invitations(ctx)
 	if err != nil {
 		return nil, err
@@ -74,7 +75,7 @@ func Audit(ctx context.Context, store Storage, codes []string, r Result, folding
 			}
 			owner[e] = code
 			stored[key{code, e}] = true
-			if !acknowledged[key{code, e}] && !unanswered[e] {
+			if !acknowledged[key{code, e}] && !unanswered[e] && !before[e] {
 				violations = append(violations, fmt.Sprintf("%s stored for %s but never acknowledged", e, code))
 			}
 		}
@@ -85,4 +86,20 @@ func Audit(ctx context.Context, store Storage, codes []string, r Result, folding
 		}
 	}
 	return violations, nil
+}
+
+// Snapshot returns the canonical emails already stored for codes, to pass to
+// Audit as before when a run starts on codes with a history.
+func Snapshot(ctx context.Context, store Storage, codes []string) (map[string]bool, error) {
+	out := map[string]bool{}
+	for _, code := range codes {
+		rs, err := store.Redemptions(ctx, code)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range rs {
+			out[r.Email.Canonical] = true
+		}
+	}
+	return out, nil
 }

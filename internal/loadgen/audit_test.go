@@ -50,9 +50,10 @@ func TestAudit(t *testing.T) {
 		{"one person on two codes", fixed{"c": {"a@x.io"}, "d": {"a@x.io"}}, outcomes(o("c", "a@x.io", 201), o("d", "a@x.io", 200)), []string{"a@x.io stored twice"}},
 		{"201 twice", fixed{"c": {"a@x.io"}}, outcomes(o("c", "a@x.io", 201), o("c", "A+x@x.io", 201)), []string{"201 2 times for a@x.io"}},
 		{"201 for garbage", fixed{}, outcomes(o("c", "garbage", 201)), []string{"201 for an invalid email"}},
+		{"stored before the run", fixed{"c": {"old@x.io", "a@x.io"}}, outcomes(o("c", "a@x.io", 201)), nil},
 	}
 	for _, tt := range tests {
-		got, err := Audit(context.Background(), tt.stored, []string{"c", "d"}, tt.result, invite.DefaultFolding)
+		got, err := Audit(context.Background(), tt.stored, []string{"c", "d"}, tt.result, invite.DefaultFolding, map[string]bool{"old@x.io": true})
 		if err != nil {
 			t.Fatal(err)
 		}
