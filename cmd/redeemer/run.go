@@ -97,9 +97,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	log.Info("Shutting down: draining", "drainDelay", cfg.drainDelay)
 	srv.Drain()
-	// Responses now say "Connection: close": no client keeps an idle
-	// connection that Shutdown would close under its next request.
-	httpSrv.SetKeepAlivesEnabled(false)
 	select {
 	case <-time.After(cfg.drainDelay):
 	case err := <-serveErr:

@@ -8,6 +8,7 @@ package redeemer
 import (
 	"context"
 	"net/http"
+	"path"
 	"net/netip"
 	"sync/atomic"
 	"time"
@@ -81,10 +82,27 @@ func NewServer(cfg Config, r Redeemer, reg *prometheus.Registry, log logr.Logger
 	return s, nil
 }
 
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+// ServeHTTP answers a path that is not clean (dot segments, double or
+// trailing slashes) with 404 itself: ServeMux would redirect it, and no
+// redemption URL is ever spelt that way.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if p := r.URL.Path; p == "" || p[0] != '/' || (p != "/" && path.Clean(p) != p) {
+		s.problem(w, r, errNotFound)
+		return
+	}
+	if s.draining.Load() {
+		// Close each connection right after its answer, so no client keeps
+		// one that Shutdown would close under its next request. (Closing
+		// idle connections at once instead races with a client that is
+		// just reusing one, and a POST is not retried by HTTP clients.)
+		w.Header().Set("Connection", "close")
+	}
+	s.mux.ServeHTTP(w, r)
+}
 
 // Drain turns /readyz false so load balancers stop sending new requests,
-// while requests already routed here are still served.
+// while requests already routed here are still served, each on a connection
+// closed after its answer.
 func (s *Server) Drain() { s.draining.Store(true) }
 
 // Close releases the rate limiter's background sweeper.

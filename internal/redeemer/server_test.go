@@ -52,6 +52,8 @@ func TestRedeemContract(t *testing.T) {
 		{"too large", "POST", "/invitations/other", json, `{"email":"` + strings.Repeat("a", 5000) + `@example.com"}`, 413, "body-too-large", "", ""},
 		{"wrong method", "DELETE", "/invitations/other", "", ``, 405, "method-not-allowed", "GET, HEAD, POST", ""},
 		{"no such route", "GET", "/admin", "", ``, 404, "not-found", "", ""},
+		{"dot segments", "POST", "/invitations/../invitations/other", json, `{"email":"d@example.com"}`, 404, "not-found", "", ""},
+		{"trailing slash", "POST", "/invitations/other/", json, `{"email":"d@example.com"}`, 404, "not-found", "", ""},
 	}
 	for _, s := range steps {
 		resp := do(t, c, s.method, r.URL+s.path, s.contentType, s.body)

@@ -1,0 +1,147 @@
+package e2e
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/velvetrope/velvetrope/internal/invite"
+	"github.com/velvetrope/velvetrope/internal/loadgen"
+	"github.com/velvetrope/velvetrope/internal/testbed"
+)
+
+var mix = loadgen.Mix{Duplicates: 0.05, Variants: 0.05, Invalid: 0.02, Seed: 7, Prefix: "e2e-"}
+
+func audit(t *testing.T, e *env, codes []string, res loadgen.Result) {
+	t.Helper()
+	violations, err := loadgen.Audit(context.Background(), e.store, codes, res, invite.DefaultFolding, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range violations {
+		t.Errorf("audit: %s", v)
+	}
+	t.Logf("%s", res.Summary())
+}
+
+// TestRedeemerKilledMidStorm: two replicas share a storm; one is killed with
+// SIGKILL once 200 slots are taken. Clients that got no answer retry on the
+// survivor. The audit must be clean: nobody acknowledged is lost, no slot is
+// given twice, and a retry of a request that had landed hears 200, not a
+// second slot.
+func TestRedeemerKilledMidStorm(t *testing.T) {
+	e := newEnv(t, active("storm", 1000))
+	a, b := e.redeemer(), e.redeemer()
+	var aDead atomic.Bool
+	route := func(i int) string {
+		if i%2 == 0 && !aDead.Load() {
+			return "http://" + a.Addr
+		}
+		return "http://" + b.Addr
+	}
+	go func() {
+		e.waitUsed("storm", 200)
+		a.Cmd.Process.Signal(syscall.SIGKILL)
+		aDead.Store(true)
+	}()
+	res := loadgen.Run(context.Background(), loadgen.Config{
+		Route: route, Codes: []string{"storm"}, Requests: 3000, Concurrency: 64, Email: mix.Email, Retries: 5,
+	})
+	if !aDead.Load() {
+		t.Fatal("replica A was never killed")
+	}
+	if res.Statuses[0] != 0 {
+		t.Errorf("%d requests never got an answer despite retries", res.Statuses[0])
+	}
+	audit(t, e, []string{"storm"}, res)
+	if used, _ := e.store.Used(context.Background(), "storm"); used != 1000 {
+		t.Errorf("%d redemptions stored, want the code exhausted at 1000", used)
+	}
+}
+
+// TestMongoDBOutageMidStorm stops the database for a few seconds during a
+// storm: requests fail fast with 503 and Retry-After, readiness turns false,
+// and service resumes by itself when the database is back.
+func TestMongoDBOutageMidStorm(t *testing.T) {
+	e := newEnv(t, active("outage", 1000))
+	r := e.redeemer()
+	base := "http://" + r.Addr
+	crowd := make(chan loadgen.Result, 1)
+	go func() {
+		crowd <- loadgen.Run(context.Background(), loadgen.Config{
+			Targets: []string{base}, Codes: []string{"outage"}, Requests: 1500, Concurrency: 16,
+			Email: mix.Email, Retries: 40, MaxBackoff: 500 * time.Millisecond,
+		})
+	}()
+	e.waitUsed("outage", 200)
+	if err := e.mongo.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, r.Addr, false)
+
+	// While it is down, a redemption is refused at once with 503 + Retry-After.
+	start := time.Now()
+	resp, err := http.Post(base+"/invitations/outage", "application/json", strings.NewReader(`{"email":"probe@example.com"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("during the outage: %d, Retry-After %q; want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("a refusal during the outage took %v; it must not wait for the database", took)
+	}
+
+	time.Sleep(2 * time.Second)
+	if err := e.mongo.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, r.Addr, true)
+	res := <-crowd
+	audit(t, e, []string{"outage"}, res)
+	if res.Statuses[http.StatusCreated] == 0 || res.Statuses[0] != 0 {
+		t.Errorf("statuses %v: want redemptions and every request answered", res.Statuses)
+	}
+}
+
+// TestRollingRestartDropsNothing replaces three replicas one at a time under
+// continuous load, behind a router that only sends to ready endpoints: not a
+// single request may fail.
+func TestRollingRestartDropsNothing(t *testing.T) {
+	e := newEnv(t, active("rolling", 1000))
+	old := []*testbed.Process{e.redeemer(), e.redeemer(), e.redeemer()}
+	rt := newRouter(old[0].Addr, old[1].Addr, old[2].Addr)
+	defer rt.close()
+
+	ctx, stop := context.WithCancel(context.Background())
+	crowd := make(chan loadgen.Result, 1)
+	go func() {
+		crowd <- loadgen.Run(ctx, loadgen.Config{
+			Route: rt.route, Codes: []string{"rolling"}, Requests: 200000, Concurrency: 16, Email: mix.Email,
+		})
+	}()
+	time.Sleep(300 * time.Millisecond)
+	for _, p := range old {
+		fresh := e.redeemer()
+		rt.add(fresh.Addr)
+		terminate(t, p) // readiness fails at once, serves through the drain delay, exits 0
+		rt.remove(p.Addr)
+	}
+	time.Sleep(300 * time.Millisecond)
+	stop()
+	res := <-crowd
+	for status, n := range res.Statuses {
+		if status == 0 || status >= 500 {
+			t.Errorf("%d requests failed with %d during the rollout", n, status)
+		}
+	}
+	if len(res.Outcomes) < 500 {
+		t.Errorf("only %d requests during the rollout: the test did not put it under load", len(res.Outcomes))
+	}
+	audit(t, e, []string{"rolling"}, res)
+}
