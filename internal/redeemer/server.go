@@ -8,8 +8,8 @@ package redeemer
 import (
 	"context"
 	"net/http"
-	"path"
 	"net/netip"
+	"path"
 	"sync/atomic"
 	"time"
 
