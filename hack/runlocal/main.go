@@ -125,7 +125,10 @@ func loadSamples(dir string) ([]invite.Invitation, error) {
 		if s.Kind != "Invitation" {
 			continue
 		}
-		inv := invite.Invitation{Code: s.Spec.Code, MaxUses: s.Spec.MaxUses, State: invite.StateActive, Campaign: s.Spec.Campaign}
+		// Owned as the operator owns the same file applied in namespace
+		// default, so the local run and the operator agree on the data.
+		inv := invite.Invitation{Code: s.Spec.Code, MaxUses: s.Spec.MaxUses, State: invite.StateActive, Campaign: s.Spec.Campaign,
+			Owner: "default/" + s.Metadata.Name}
 		if inv.Code == "" {
 			inv.Code = s.Metadata.Name
 		}

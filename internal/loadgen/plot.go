@@ -49,6 +49,7 @@ func Plot(r Result, title, path string) error {
 		l.p.Legend.Add(l.name, line)
 	}
 	top.Legend.Top, bottom.Legend.Top = true, true
+	top.Y.Min, bottom.Y.Min = 0, 0 // differences read true from a zero baseline
 
 	const w, h = 8 * vg.Inch, 6 * vg.Inch
 	var dc draw.Canvas

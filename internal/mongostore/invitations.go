@@ -24,7 +24,8 @@ type invitationDoc struct {
 }
 
 // PutInvitation creates or replaces the document of inv.Code, provided it is
-// new or already belongs to inv.Owner. The filter names the owner, so for a
+// new, already belongs to inv.Owner, or records no owner at all (written
+// before owners existed: the first writer adopts it). The filter names the owner, so for a
 // code owned by someone else the upsert becomes an insert of an existing _id,
 // which the unique index refuses: invite.ErrCodeTaken, decided atomically.
 // Only one writer (the operator's leader, or the local seeder) writes
@@ -42,7 +43,7 @@ func (s *Store) PutInvitation(ctx context.Context, inv invite.Invitation) error 
 		t := inv.ExpiresAt.UTC()
 		doc.ExpiresAt = &t
 	}
-	filter := bson.D{{Key: "_id", Value: inv.Code}, {Key: "owner", Value: inv.Owner}}
+	filter := bson.D{{Key: "_id", Value: inv.Code}, {Key: "owner", Value: bson.D{{Key: "$in", Value: bson.A{inv.Owner, nil}}}}}
 	_, err := s.invitations.ReplaceOne(ctx, filter, doc, options.Replace().SetUpsert(true))
 	if mongo.IsDuplicateKeyError(err) {
 		return fmt.Errorf("writing invitation %s: %w", inv.Code, invite.ErrCodeTaken)

@@ -2,12 +2,15 @@ package mongostore_test
 
 import (
 	"context"
+
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
 	"testing"
 	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/velvetrope/velvetrope/internal/invite"
 	"github.com/velvetrope/velvetrope/internal/mongostore"
@@ -220,5 +223,23 @@ func TestACodeHasOneOwner(t *testing.T) {
 	invs, err := s.Invitations(ctx)
 	if err != nil || len(invs) != 1 || invs[0].MaxUses != 20 || invs[0].Owner != "ns1/a" {
 		t.Fatalf("stored %+v, %v", invs, err)
+	}
+}
+
+func TestUnownedInvitationIsAdopted(t *testing.T) {
+	// A document from before owners were recorded has no owner field.
+	db := mongoServer.Database(t)
+	s, ctx := mongostore.New(db), context.Background()
+	if _, err := db.Collection(mongostore.InvitationsCollection).InsertOne(ctx, bson.D{{Key: "_id", Value: "old"}, {Key: "maxUses", Value: 5}, {Key: "state", Value: "active"}}); err != nil {
+		t.Fatal(err)
+	}
+	adopted := invite.Invitation{Code: "old", MaxUses: 7, State: invite.StateActive, Owner: "ns/old"}
+	if err := s.PutInvitation(ctx, adopted); err != nil {
+		t.Fatalf("adopting an unowned code: %v", err)
+	}
+	other := adopted
+	other.Owner = "ns/other"
+	if err := s.PutInvitation(ctx, other); !errors.Is(err, invite.ErrCodeTaken) {
+		t.Fatalf("after adoption the code is owned: %v", err)
 	}
 }
