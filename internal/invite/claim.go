@@ -9,6 +9,7 @@ type Redemption struct {
 	Email      Email
 	Nonce      string // identifies the request that wrote it; see ClaimInserted
 	RedeemedAt time.Time
+	Lang       string // the player's language ("en", "ru"), for their email
 }
 
 // Outcome of a successful redemption request.

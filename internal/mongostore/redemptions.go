@@ -24,6 +24,11 @@ type redemptionDoc struct {
 	RawEmail   string    `bson:"rawEmail"`
 	Nonce      string    `bson:"nonce"`
 	RedeemedAt time.Time `bson:"redeemedAt"`
+	Lang       string    `bson:"lang,omitempty"`
+	// Mail makes the redemption its own outbox entry: written by the same
+	// insert that takes the slot, so no acknowledged redemption can lack
+	// one (see mail.go).
+	Mail mailDoc `bson:"mail"`
 }
 
 func (d redemptionDoc) redemption() invite.Redemption {
@@ -33,6 +38,7 @@ func (d redemptionDoc) redemption() invite.Redemption {
 		Email:      invite.Email{Canonical: d.Email, Raw: d.RawEmail},
 		Nonce:      d.Nonce,
 		RedeemedAt: d.RedeemedAt,
+		Lang:       d.Lang,
 	}
 }
 
@@ -55,6 +61,8 @@ func (s *Store) Claim(ctx context.Context, claims []invite.Redemption) []invite.
 			RawEmail:   c.Email.Raw,
 			Nonce:      c.Nonce,
 			RedeemedAt: c.RedeemedAt.UTC(),
+			Lang:       c.Lang,
+			Mail:       mailDoc{State: string(invite.MailPending), NextAt: c.RedeemedAt.UTC()},
 		}
 		results[i].Status = invite.ClaimInserted
 	}

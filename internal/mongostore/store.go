@@ -27,12 +27,14 @@ import (
 const (
 	InvitationsCollection = "invitations"
 	RedemptionsCollection = "redemptions"
+	MailClaimsCollection  = "mail_claims"
 )
 
 // Store reads and writes invitations and redemptions.
 type Store struct {
 	invitations *mongo.Collection
 	redemptions *mongo.Collection
+	mailClaims  *mongo.Collection
 	now         func() time.Time
 }
 
@@ -46,6 +48,7 @@ func New(db *mongo.Database) *Store {
 	return &Store{
 		invitations: db.Collection(InvitationsCollection, wc),
 		redemptions: db.Collection(RedemptionsCollection, majority),
+		mailClaims:  db.Collection(MailClaimsCollection, majority),
 		now:         time.Now,
 	}
 }
@@ -72,6 +75,7 @@ func (s *Store) EnsureIndexes(ctx context.Context) error {
 	for name, idx := range map[string]mongo.IndexModel{
 		"email_unique": {Keys: bson.D{{Key: "email", Value: 1}}, Options: options.Index().SetName("email_unique").SetUnique(true)},
 		"code":         {Keys: bson.D{{Key: "code", Value: 1}}, Options: options.Index().SetName("code")},
+		"mail_due":     {Keys: bson.D{{Key: "mail.state", Value: 1}, {Key: "mail.nextAt", Value: 1}}, Options: options.Index().SetName("mail_due")},
 	} {
 		if _, err := s.redemptions.Indexes().CreateOne(ctx, idx); err != nil {
 			return classify("creating index "+name, err)

@@ -1,0 +1,131 @@
+package mongostore
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/velvetrope/velvetrope/internal/invite"
+)
+
+// mailDoc is the outbox part of a redemption document.
+type mailDoc struct {
+	State     string    `bson:"state"`
+	Attempts  int       `bson:"attempts"`
+	NextAt    time.Time `bson:"nextAt"`
+	LastError string    `bson:"lastError,omitempty"`
+	SentAt    time.Time `bson:"sentAt,omitempty"`
+	// History has one entry per attempt, in order.
+	History []attemptDoc `bson:"history,omitempty"`
+}
+
+type attemptDoc struct {
+	Number int       `bson:"n"`
+	State  string    `bson:"state"`
+	Error  string    `bson:"error,omitempty"`
+	At     time.Time `bson:"at"`
+}
+
+// claimDoc gives one dispatcher attempt n of one redemption's email.
+type claimDoc struct {
+	ID         string    `bson:"_id"` // <redemption _id>#<attempt>
+	By         string    `bson:"by"`
+	LeaseUntil time.Time `bson:"leaseUntil"`
+}
+
+// DueMail returns up to limit redemptions whose email is pending and due at
+// now, oldest first.
+func (s *Store) DueMail(ctx context.Context, now time.Time, limit int) ([]invite.Outbound, error) {
+	cur, err := s.redemptions.Find(ctx,
+		bson.D{{Key: "mail.state", Value: string(invite.MailPending)}, {Key: "mail.nextAt", Value: bson.D{{Key: "$lte", Value: now.UTC()}}}},
+		options.Find().SetSort(bson.D{{Key: "mail.nextAt", Value: 1}}).SetLimit(int64(limit)))
+	if err != nil {
+		return nil, classify("listing due mail", err)
+	}
+	var docs []redemptionDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, classify("listing due mail", err)
+	}
+	out := make([]invite.Outbound, len(docs))
+	for i, d := range docs {
+		out[i] = invite.Outbound{Redemption: d.redemption(), Lang: d.Lang, Attempts: d.Mail.Attempts}
+	}
+	return out, nil
+}
+
+// ClaimAttempt tries to become the one dispatcher making attempt n for the
+// redemption in slot (code, slot): an insert against a unique _id, the only
+// atomic compare-and-set on every server we run on. It returns false with
+// the existing claim's lease when another dispatcher holds attempt n.
+func (s *Store) ClaimAttempt(ctx context.Context, code string, slot, n int, by string, leaseUntil time.Time) (bool, time.Time, error) {
+	id := invite.SlotID(code, slot) + "#" + strconv.Itoa(n)
+	_, err := s.mailClaims.InsertOne(ctx, claimDoc{ID: id, By: by, LeaseUntil: leaseUntil.UTC()})
+	if err == nil {
+		return true, leaseUntil, nil
+	}
+	if !mongo.IsDuplicateKeyError(err) {
+		return false, time.Time{}, classify("claiming a mail attempt", err)
+	}
+	var existing claimDoc
+	if err := s.mailClaims.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&existing); err != nil {
+		if errors.Is(err, mongo.ErrNoDocuments) {
+			return false, time.Time{}, nil // vanished: try again on the next round
+		}
+		return false, time.Time{}, classify("reading a mail claim", err)
+	}
+	return false, existing.LeaseUntil, nil
+}
+
+// RecordAttempt stores the outcome of attempt a for the redemption in slot
+// (code, slot). Only the holder of attempt a's claim calls it, while its lease
+// holds, so there is a single writer and a plain update is enough even where
+// updates are not atomic.
+func (s *Store) RecordAttempt(ctx context.Context, code string, slot int, a invite.Attempt) error {
+	set := bson.D{
+		{Key: "mail.state", Value: string(a.State)},
+		{Key: "mail.attempts", Value: a.Number},
+		{Key: "mail.nextAt", Value: a.NextAt.UTC()},
+		{Key: "mail.lastError", Value: a.Error},
+	}
+	if a.State == invite.MailSent {
+		set = append(set, bson.E{Key: "mail.sentAt", Value: a.At.UTC()})
+	}
+	_, err := s.redemptions.UpdateOne(ctx, bson.D{{Key: "_id", Value: invite.SlotID(code, slot)}}, bson.D{
+		{Key: "$set", Value: set},
+		{Key: "$push", Value: bson.D{{Key: "mail.history", Value: attemptDoc{Number: a.Number, State: string(a.State), Error: a.Error, At: a.At.UTC()}}}},
+	})
+	return classify("recording a mail attempt", err)
+}
+
+// MailCounts counts a code's emails by state.
+func (s *Store) MailCounts(ctx context.Context, code string) (invite.MailCounts, error) {
+	var c invite.MailCounts
+	for state, dst := range map[invite.MailState]*int{invite.MailPending: &c.Pending, invite.MailSent: &c.Sent, invite.MailFailed: &c.Failed} {
+		n, err := s.redemptions.CountDocuments(ctx, bson.D{{Key: "code", Value: code}, {Key: "mail.state", Value: string(state)}})
+		if err != nil {
+			return c, classify("counting mail of "+code, err)
+		}
+		*dst = int(n)
+	}
+	return c, nil
+}
+
+// OldestPendingMail returns when the oldest pending email became due (zero
+// when none is pending), for the oldest-pending-age metric.
+func (s *Store) OldestPendingMail(ctx context.Context) (time.Time, error) {
+	var d redemptionDoc
+	err := s.redemptions.FindOne(ctx, bson.D{{Key: "mail.state", Value: string(invite.MailPending)}},
+		options.FindOne().SetSort(bson.D{{Key: "redeemedAt", Value: 1}}).SetProjection(bson.D{{Key: "redeemedAt", Value: 1}})).Decode(&d)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, classify("reading the oldest pending mail", err)
+	}
+	return d.RedeemedAt, nil
+}
