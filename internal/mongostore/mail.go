@@ -129,3 +129,10 @@ func (s *Store) OldestPendingMail(ctx context.Context) (time.Time, error) {
 	}
 	return d.RedeemedAt, nil
 }
+
+// Position is the player's number on code: 1 + the redemptions made before
+// redeemedAt.
+func (s *Store) Position(ctx context.Context, code string, redeemedAt time.Time) (int, error) {
+	n, err := s.redemptions.CountDocuments(ctx, bson.D{{Key: "code", Value: code}, {Key: "redeemedAt", Value: bson.D{{Key: "$lt", Value: redeemedAt.UTC()}}}})
+	return int(n) + 1, classify("counting the position in "+code, err)
+}

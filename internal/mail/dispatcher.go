@@ -1,0 +1,277 @@
+// Package mail delivers the instructions email of every redemption: an
+// outbox dispatcher over MongoDB, SMTP and file senders, templates and
+// signed registration tokens. It never imports the MongoDB driver (storage
+// comes in through Store) or net/http.
+package mail
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	gomail "github.com/wneessen/go-mail"
+
+	"github.com/velvetrope/velvetrope/internal/invite"
+)
+
+// Store is the outbox.
+type Store interface {
+	DueMail(ctx context.Context, now time.Time, limit int) ([]invite.Outbound, error)
+	ClaimAttempt(ctx context.Context, code string, slot, n int, by string, leaseUntil time.Time) (bool, time.Time, error)
+	RecordAttempt(ctx context.Context, code string, slot int, a invite.Attempt) error
+	Position(ctx context.Context, code string, redeemedAt time.Time) (int, error)
+	OldestPendingMail(ctx context.Context) (time.Time, error)
+}
+
+// Config tunes a dispatcher; zero fields take the defaults in brackets.
+type Config struct {
+	ID           string // this dispatcher's name in claims (pod name)
+	From         string // sender address
+	GameName     string
+	LinkBase     string        // registration page; the token is added as ?token=
+	TokenTTL     time.Duration // [720h]
+	PollInterval time.Duration // [1s]
+	Batch        int           // emails per round [50]
+	// Lease is how long an attempt belongs to its dispatcher [2m]; a send
+	// gets SendTimeout, which must be shorter, so a live dispatcher never
+	// records an outcome after its lease ran out [30s].
+	Lease, SendTimeout      time.Duration
+	MaxAttempts             int           // then the email is failed [8]
+	BaseBackoff, MaxBackoff time.Duration // exponential, with full jitter [30s, 1h]
+	Now                     func() time.Time
+}
+
+func (c *Config) defaults() {
+	d := func(p *time.Duration, v time.Duration) {
+		if *p <= 0 {
+			*p = v
+		}
+	}
+	d(&c.TokenTTL, 30*24*time.Hour)
+	d(&c.PollInterval, time.Second)
+	d(&c.Lease, 2*time.Minute)
+	d(&c.SendTimeout, 30*time.Second)
+	d(&c.BaseBackoff, 30*time.Second)
+	d(&c.MaxBackoff, time.Hour)
+	if c.SendTimeout >= c.Lease {
+		c.SendTimeout = c.Lease / 2
+	}
+	if c.Batch <= 0 {
+		c.Batch = 50
+	}
+	if c.MaxAttempts <= 0 {
+		c.MaxAttempts = 8
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Dispatcher sends the emails of due redemptions. Any number may run at once
+// (one per redeemer pod): each attempt is claimed by a unique insert, so in
+// the normal case every email is sent once; a dispatcher that dies mid-send
+// leaves its claim to expire, and the email is sent again (at least once,
+// never lost; the Message-ID is stable so receivers can de-duplicate).
+type Dispatcher struct {
+	store     Store
+	sender    Sender
+	templates *Templates
+	signer    *Signer
+	cfg       Config
+	log       logr.Logger
+	metrics   *metrics
+}
+
+// NewDispatcher returns a dispatcher; reg receives its metrics.
+func NewDispatcher(store Store, sender Sender, templates *Templates, signer *Signer, cfg Config, reg prometheus.Registerer, log logr.Logger) (*Dispatcher, error) {
+	cfg.defaults()
+	if cfg.From == "" || cfg.ID == "" {
+		return nil, fmt.Errorf("mail dispatcher needs From and ID")
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	return &Dispatcher{store: store, sender: sender, templates: templates, signer: signer, cfg: cfg, log: log, metrics: m}, nil
+}
+
+// Run delivers until ctx ends.
+func (d *Dispatcher) Run(ctx context.Context) {
+	for ctx.Err() == nil {
+		n, err := d.Round(ctx)
+		if err != nil && ctx.Err() == nil {
+			d.log.Error(err, "Mail round failed")
+		}
+		if n == d.cfg.Batch {
+			continue // more is due: no pause
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(d.cfg.PollInterval):
+		}
+	}
+}
+
+// Round handles the emails due now and reports how many it looked at.
+func (d *Dispatcher) Round(ctx context.Context) (int, error) {
+	now := d.cfg.Now()
+	if oldest, err := d.store.OldestPendingMail(ctx); err == nil {
+		age := 0.0
+		if !oldest.IsZero() {
+			age = now.Sub(oldest).Seconds()
+		}
+		d.metrics.oldest.Set(age)
+	}
+	due, err := d.store.DueMail(ctx, now, d.cfg.Batch)
+	if err != nil {
+		return 0, err
+	}
+	for _, o := range due {
+		if ctx.Err() != nil {
+			break
+		}
+		if err := d.deliver(ctx, o); err != nil {
+			d.log.Error(err, "Mail delivery failed", "code", o.Code, "slot", o.Slot)
+		}
+	}
+	return len(due), nil
+}
+
+// deliver claims the next attempt of o, sends and records the outcome.
+func (d *Dispatcher) deliver(ctx context.Context, o invite.Outbound) error {
+	now := d.cfg.Now()
+	lease := now.Add(d.cfg.Lease)
+	n := o.Attempts + 1
+	for ; ; n++ {
+		won, held, err := d.store.ClaimAttempt(ctx, o.Code, o.Slot, n, d.cfg.ID, lease)
+		if err != nil {
+			return err
+		}
+		if won {
+			break
+		}
+		if held.After(now) || n > o.Attempts+d.cfg.MaxAttempts {
+			return nil // another dispatcher is on it
+		}
+		// Attempt n was claimed by a dispatcher whose lease ran out without
+		// recording anything (it died): take the next attempt.
+	}
+
+	msg, err := d.compose(ctx, o)
+	if err != nil {
+		return err
+	}
+	sendCtx, cancel := context.WithTimeout(ctx, d.cfg.SendTimeout)
+	sendErr := d.sender.Send(sendCtx, msg)
+	cancel()
+	if ctx.Err() != nil || d.cfg.Now().After(lease) {
+		return nil // stopped or too late to speak for this attempt: the next claimant will
+	}
+	a := invite.Attempt{Number: n, At: d.cfg.Now()}
+	switch {
+	case sendErr == nil:
+		a.State = invite.MailSent
+		d.metrics.sent.Inc()
+	case Permanent(sendErr) || n >= d.cfg.MaxAttempts:
+		a.State, a.Error = invite.MailFailed, redact(sendErr, o.Email)
+		d.metrics.failed.Inc()
+	default:
+		a.State, a.Error = invite.MailPending, redact(sendErr, o.Email)
+		a.NextAt = a.At.Add(d.backoff(n))
+		d.metrics.retried.Inc()
+	}
+	return d.store.RecordAttempt(ctx, o.Code, o.Slot, a)
+}
+
+// backoff is exponential with full jitter: a random wait in [0, base·2^(n-1)],
+// capped, so dispatchers retrying a recovering server do not stampede.
+func (d *Dispatcher) backoff(n int) time.Duration {
+	ceiling := d.cfg.BaseBackoff << min(n-1, 20)
+	if ceiling <= 0 || ceiling > d.cfg.MaxBackoff {
+		ceiling = d.cfg.MaxBackoff
+	}
+	return time.Duration(rand.Int64N(int64(ceiling))) + time.Millisecond
+}
+
+// compose renders o's email: to the address as typed, with a stable
+// Message-ID and a registration link carrying a signed token.
+func (d *Dispatcher) compose(ctx context.Context, o invite.Outbound) (*gomail.Msg, error) {
+	pos, err := d.store.Position(ctx, o.Code, o.RedeemedAt)
+	if err != nil {
+		return nil, err
+	}
+	expires := d.cfg.Now().Add(d.cfg.TokenTTL)
+	token := d.signer.Sign(Claims{Code: o.Code, Email: o.Email.Canonical, Expires: expires.Unix()})
+	sep := "?"
+	if strings.Contains(d.cfg.LinkBase, "?") {
+		sep = "&"
+	}
+	r, err := d.templates.Render(o.Lang, Data{
+		GameName: d.cfg.GameName, Code: o.Code, Position: pos,
+		Link: d.cfg.LinkBase + sep + "token=" + url.QueryEscape(token), Expires: expires.UTC().Format("2006-01-02 15:04 MST"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	m := gomail.NewMsg()
+	if err := m.From(d.cfg.From); err != nil {
+		return nil, err
+	}
+	to := o.Email.Raw
+	if to == "" {
+		to = o.Email.Canonical
+	}
+	if err := m.To(to); err != nil {
+		return nil, err
+	}
+	m.Subject(r.Subject)
+	m.SetMessageIDWithValue(MessageID(o.Redemption, d.cfg.From))
+	m.SetBodyString(gomail.TypeTextPlain, r.Text)
+	m.AddAlternativeString(gomail.TypeTextHTML, r.HTML)
+	return m, nil
+}
+
+// MessageID is the same for every attempt of one redemption's email.
+func MessageID(r invite.Redemption, from string) string {
+	domain := "velvetrope.invalid"
+	if at := strings.LastIndexByte(from, '@'); at >= 0 {
+		domain = strings.Trim(from[at+1:], "> ")
+	}
+	return fmt.Sprintf("redemption.%s.%d.%s@%s", r.Code, r.Slot, r.Nonce, domain)
+}
+
+// redact keeps the address out of stored and logged errors.
+func redact(err error, e invite.Email) string {
+	s := err.Error()
+	for _, a := range []string{e.Raw, e.Canonical} {
+		if a != "" {
+			s = strings.ReplaceAll(s, a, "<recipient>")
+		}
+	}
+	return s
+}
+
+type metrics struct {
+	sent, failed, retried prometheus.Counter
+	oldest                prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		sent:    prometheus.NewCounter(prometheus.CounterOpts{Name: "velvetrope_mail_sent_total", Help: "Emails the mail server accepted."}),
+		failed:  prometheus.NewCounter(prometheus.CounterOpts{Name: "velvetrope_mail_failed_total", Help: "Emails given up (permanent error or too many attempts)."}),
+		retried: prometheus.NewCounter(prometheus.CounterOpts{Name: "velvetrope_mail_retried_total", Help: "Attempts that failed temporarily and will be retried."}),
+		oldest:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "velvetrope_mail_oldest_pending_age_seconds", Help: "Age of the oldest email not sent yet."}),
+	}
+	for _, c := range []prometheus.Collector{m.sent, m.failed, m.retried, m.oldest} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}

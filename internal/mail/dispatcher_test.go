@@ -1,0 +1,241 @@
+package mail_test
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/mail"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/velvetrope/velvetrope/internal/invite"
+	vmail "github.com/velvetrope/velvetrope/internal/mail"
+	"github.com/velvetrope/velvetrope/internal/mongostore"
+	"github.com/velvetrope/velvetrope/internal/testbed"
+)
+
+var key = []byte("0123456789abcdef0123456789abcdef")
+
+// redeemed stores n redemptions of code, as the redeemers would.
+func redeemed(t *testing.T, code string, n int) *mongostore.Store {
+	t.Helper()
+	st := mongoServer.Store(t, invite.Invitation{Code: code, MaxUses: n, State: invite.StateActive})
+	claims := make([]invite.Redemption, n)
+	start := time.Now().Add(-time.Minute)
+	for i := range claims {
+		lang := "en"
+		if i%2 == 1 {
+			lang = "ru"
+		}
+		raw := fmt.Sprintf("Player%d+beta@Example.com", i)
+		claims[i] = invite.Redemption{Code: code, Slot: i, Nonce: fmt.Sprint("n", i), Lang: lang,
+			Email: invite.Email{Canonical: fmt.Sprintf("player%d@example.com", i), Raw: raw}, RedeemedAt: start.Add(time.Duration(i) * time.Millisecond)}
+	}
+	for _, r := range st.Claim(context.Background(), claims) {
+		if r.Status != invite.ClaimInserted {
+			t.Fatalf("setup: %+v", r)
+		}
+	}
+	return st
+}
+
+func startSMTP(t *testing.T) *testbed.SMTP {
+	t.Helper()
+	s, err := testbed.StartSMTP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// dispatch runs a dispatcher until the returned stop is called (a kill: it
+// records nothing for the attempt it is in).
+func dispatch(t *testing.T, st *mongostore.Store, srv *testbed.SMTP, id string, tune func(*vmail.Config)) (stop func()) {
+	t.Helper()
+	sender, err := vmail.NewSMTP(vmail.SMTPConfig{Host: "127.0.0.1", Port: srv.Port(), TLS: "none", Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, _ := vmail.NewSigner(key)
+	cfg := vmail.Config{ID: id, From: "beta@game.example", GameName: "Starfall", LinkBase: "https://game.example/register",
+		PollInterval: 50 * time.Millisecond, BaseBackoff: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond}
+	if tune != nil {
+		tune(&cfg)
+	}
+	d, err := vmail.NewDispatcher(st, sender, vmail.DefaultTemplates(), signer, cfg, prometheus.NewRegistry(), logr.Discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { d.Run(ctx); close(done) }()
+	stopped := false
+	stop = func() {
+		if !stopped {
+			stopped = true
+			cancel()
+			<-done
+		}
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+func waitCounts(t *testing.T, st *mongostore.Store, code string, want invite.MailCounts) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		got, err := st.MailCounts(context.Background(), code)
+		if err == nil && got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("mail counts %+v, want %+v", got, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+var linkRE = regexp.MustCompile(`https://game\.example/register\?token=([A-Za-z0-9_%.\-]+)`)
+
+func TestEveryRedemptionGetsExactlyOneEmail(t *testing.T) {
+	const n = 200
+	st := redeemed(t, "twitter-reg1", n)
+	srv := startSMTP(t)
+	dispatch(t, st, srv, "a", nil)
+	dispatch(t, st, srv, "b", nil)
+	waitCounts(t, st, "twitter-reg1", invite.MailCounts{Sent: n})
+
+	signer, _ := vmail.NewSigner(key)
+	got := map[string]int{}
+	for _, m := range srv.Messages() {
+		msg, err := mail.ReadMessage(strings.NewReader(string(m.Data)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		to := m.To[0]
+		got[to]++
+		body := textPart(t, msg)
+		if !strings.Contains(body, "twitter-reg1") {
+			t.Errorf("%s: the code is not in the email", to)
+		}
+		link := linkRE.FindStringSubmatch(body)
+		if link == nil {
+			t.Fatalf("%s: no registration link in:\n%s", to, body)
+		}
+		token, _ := url.QueryUnescape(link[1])
+		claims, err := signer.Verify(token, time.Now())
+		if err != nil || claims.Code != "twitter-reg1" || !strings.EqualFold(strings.Replace(to, "+beta", "", 1), claims.Email) {
+			t.Errorf("%s: token %+v, %v", to, claims, err)
+		}
+		if id := msg.Header.Get("Message-Id"); !strings.HasPrefix(id, "<redemption.twitter-reg1.") {
+			t.Errorf("%s: Message-ID %q", to, id)
+		}
+		subject := msg.Header.Get("Subject")
+		if i := strings.TrimSuffix(strings.TrimPrefix(to, "Player"), "+beta@Example.com"); i != "" && (i[len(i)-1]-'0')%2 == 1 && strings.Contains(subject, "invitation") {
+			t.Errorf("%s chose Russian but got subject %q", to, subject)
+		}
+	}
+	if len(got) != n {
+		t.Fatalf("%d recipients got mail, want %d", len(got), n)
+	}
+	for to, k := range got {
+		if k != 1 {
+			t.Errorf("%s got %d emails", to, k)
+		}
+	}
+}
+
+func TestSMTPDownForAWhile(t *testing.T) {
+	st := redeemed(t, "down", 20)
+	srv := startSMTP(t)
+	srv.Stop()
+	dispatch(t, st, srv, "a", func(c *vmail.Config) { c.MaxAttempts = 1000 })
+	time.Sleep(500 * time.Millisecond) // several refused attempts
+	if c, _ := st.MailCounts(context.Background(), "down"); c.Sent != 0 || c.Pending != 20 {
+		t.Fatalf("while the server is down: %+v", c)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitCounts(t, st, "down", invite.MailCounts{Sent: 20})
+	if len(srv.Messages()) != 20 {
+		t.Errorf("%d messages, want 20", len(srv.Messages()))
+	}
+}
+
+func TestTemporaryRefusalIsRetriedPermanentIsFailed(t *testing.T) {
+	st := redeemed(t, "refused", 2)
+	srv := startSMTP(t)
+	srv.Answer(451, 550) // the oldest email hears 451 (try later), the next 550 (never)
+	dispatch(t, st, srv, "a", nil)
+	waitCounts(t, st, "refused", invite.MailCounts{Sent: 1, Failed: 1})
+	msgs := srv.Messages()
+	if len(msgs) != 1 || msgs[0].To[0] != "Player0+beta@Example.com" {
+		t.Fatalf("delivered %+v; want only the retried one", msgs)
+	}
+}
+
+func TestDispatcherKilledMidBatch(t *testing.T) {
+	const n = 30
+	st := redeemed(t, "killed", n)
+	srv := startSMTP(t)
+	srv.Delay(100 * time.Millisecond) // sends take a while: A will be caught mid-send
+	tune := func(c *vmail.Config) { c.Lease, c.SendTimeout = time.Second, 500*time.Millisecond }
+	killA := dispatch(t, st, srv, "a", tune)
+	dispatch(t, st, srv, "b", tune)
+	time.Sleep(350 * time.Millisecond)
+	killA()
+	waitCounts(t, st, "killed", invite.MailCounts{Sent: n})
+	got := map[string]int{}
+	for _, m := range srv.Messages() {
+		got[m.To[0]]++
+	}
+	dups := 0
+	for _, k := range got {
+		dups += k - 1
+	}
+	if len(got) != n {
+		t.Fatalf("%d recipients got mail, want %d: nothing may be lost", len(got), n)
+	}
+	if dups > 1 { // A sends one at a time: at most the one in flight is sent twice
+		t.Errorf("%d duplicates; only the email in flight when A died may be sent twice", dups)
+	}
+}
+
+// textPart decodes the text/plain part of a message, as a mail client does.
+func textPart(t *testing.T, msg *mail.Message) string {
+	t.Helper()
+	_, params, err := mime.ParseMediaType(msg.Header.Get("Content-Type"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mr := multipart.NewReader(msg.Body, params["boundary"])
+	for {
+		part, err := mr.NextPart()
+		if err != nil {
+			t.Fatalf("no text/plain part: %v", err)
+		}
+		if strings.HasPrefix(part.Header.Get("Content-Type"), "text/plain") {
+			var r io.Reader = part // multipart decodes quoted-printable itself
+			if part.Header.Get("Content-Transfer-Encoding") == "base64" {
+				r = base64.NewDecoder(base64.StdEncoding, part)
+			}
+			b, err := io.ReadAll(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return string(b)
+		}
+	}
+}
