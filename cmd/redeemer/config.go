@@ -13,6 +13,7 @@ import (
 
 	"github.com/velvetrope/velvetrope/internal/claim"
 	"github.com/velvetrope/velvetrope/internal/invite"
+	"github.com/velvetrope/velvetrope/internal/mail"
 	"github.com/velvetrope/velvetrope/internal/redeemer"
 )
 
@@ -25,6 +26,7 @@ type config struct {
 	drainDelay      time.Duration
 	shutdownTimeout time.Duration
 	timeouts        serverTimeouts
+	mail            mailConfig
 	logLevel        zapcore.Level
 	http            redeemer.Config
 	claim           claim.Config
@@ -74,6 +76,21 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.DurationVar(&c.claim.PollInterval, "poll-interval", time.Second, "how often invitations are re-read")
 	fs.DurationVar(&c.claim.UsageInterval, "usage-interval", 5*time.Second, "how often usage counts are re-read")
 	fs.DurationVar(&c.claim.WriteTimeout, "write-timeout", 5*time.Second, "deadline of one MongoDB write")
+	fs.BoolVar(&c.mail.dispatch, "mail-dispatch", true, "run a mail dispatcher in this process (any number may run)")
+	fs.StringVar(&c.mail.smtp.Host, "smtp-host", "", "mail server; empty: write each email as an .eml file to --mail-dir")
+	fs.IntVar(&c.mail.smtp.Port, "smtp-port", 587, "mail server port")
+	fs.StringVar(&c.mail.smtp.Username, "smtp-username", "", "SMTP user (PLAIN auth); empty: no authentication")
+	fs.StringVar(&c.mail.smtp.Password, "smtp-password", "", "SMTP password (prefer the SMTP_PASSWORD variable)")
+	fs.StringVar(&c.mail.smtp.TLS, "smtp-tls", "mandatory", "STARTTLS policy: mandatory, opportunistic or none")
+	fs.StringVar(&c.mail.dir, "mail-dir", "mail", "where emails are written when no --smtp-host is set")
+	fs.StringVar(&c.mail.tokenKey, "mail-token-key", "", "key (at least 32 bytes) signing registration tokens; the game's site verifies with the same key (prefer MAIL_TOKEN_KEY)")
+	fs.StringVar(&c.mail.dispatcher.From, "mail-from", "VelvetRope <beta@localhost>", "sender of the instructions email")
+	fs.StringVar(&c.mail.dispatcher.GameName, "game-name", "our game", "game name used in the email")
+	fs.StringVar(&c.mail.dispatcher.LinkBase, "mail-link-base", "http://localhost:8080/register", "registration page; the signed token is added as ?token=")
+	fs.DurationVar(&c.mail.dispatcher.TokenTTL, "mail-token-ttl", 30*24*time.Hour, "how long a registration link works")
+	fs.IntVar(&c.mail.dispatcher.MaxAttempts, "mail-max-attempts", 8, "attempts before an email is failed (a 5xx answer fails it at once)")
+	fs.DurationVar(&c.mail.dispatcher.BaseBackoff, "mail-retry-backoff", 30*time.Second, "first retry wait (exponential, full jitter)")
+	fs.DurationVar(&c.mail.dispatcher.PollInterval, "mail-poll-interval", time.Second, "how often due emails are looked for")
 
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
@@ -107,6 +124,15 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		return c, fmt.Errorf("%w: durations must be positive", errUsage)
 	}
 	return c, nil
+}
+
+// mailConfig is the dispatcher's wiring.
+type mailConfig struct {
+	dispatch   bool
+	smtp       mail.SMTPConfig
+	dir        string
+	tokenKey   string
+	dispatcher mail.Config
 }
 
 // serverTimeouts bound what a slow or malicious client can hold.

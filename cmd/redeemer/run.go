@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +22,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/velvetrope/velvetrope/internal/claim"
+	"github.com/velvetrope/velvetrope/internal/mail"
 	"github.com/velvetrope/velvetrope/internal/mongostore"
 	"github.com/velvetrope/velvetrope/internal/redeemer"
 )
@@ -60,6 +62,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	defer srv.Close()
 
+	dispatcher, err := newDispatcher(cfg.mail, store, reg, log.WithName("mail"))
+	if err != nil {
+		return err
+	}
+
 	ln, err := net.Listen("tcp", cfg.listen)
 	if err != nil {
 		return err
@@ -80,9 +87,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	pollCtx, stopPolling := context.WithCancel(context.Background())
 	var polling sync.WaitGroup
 	polling.Go(func() {
-		if ensureIndexes(pollCtx, store, log) {
-			svc.Run(pollCtx)
+		if !ensureIndexes(pollCtx, store, log) {
+			return
 		}
+		if dispatcher != nil {
+			// Stopping mid-send records nothing: the claim's lease runs out
+			// and another dispatcher sends that email again.
+			polling.Go(func() { dispatcher.Run(pollCtx) })
+		}
+		svc.Run(pollCtx)
 	})
 	defer func() { stopPolling(); polling.Wait() }()
 
@@ -147,4 +160,38 @@ func newZap(w io.Writer, level zapcore.Level) *zap.Logger {
 	enc.TimeKey, enc.EncodeTime = "ts", zapcore.RFC3339NanoTimeEncoder
 	core := zapcore.NewCore(zapcore.NewJSONEncoder(enc), zapcore.AddSync(w), level)
 	return zap.New(core)
+}
+
+// newDispatcher wires the mail dispatcher, or returns nil when disabled.
+// Without --smtp-host, emails are written as .eml files to --mail-dir.
+func newDispatcher(c mailConfig, store *mongostore.Store, reg prometheus.Registerer, log logr.Logger) (*mail.Dispatcher, error) {
+	if !c.dispatch {
+		return nil, nil
+	}
+	var sender mail.Sender = mail.Dir{Path: c.dir}
+	if c.smtp.Host != "" {
+		if c.smtp.Timeout == 0 {
+			c.smtp.Timeout = 20 * time.Second
+		}
+		s, err := mail.NewSMTP(c.smtp)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", errUsage, err)
+		}
+		sender = s
+	} else {
+		log.Info("No --smtp-host: emails are written as files", "dir", c.dir)
+	}
+	key := []byte(c.tokenKey)
+	if len(key) == 0 {
+		key = make([]byte, 32)
+		rand.Read(key)
+		log.Info("No --mail-token-key: registration tokens are signed with a random key that nothing else can verify")
+	}
+	signer, err := mail.NewSigner(key)
+	if err != nil {
+		return nil, fmt.Errorf("%w: --mail-token-key: %v", errUsage, err)
+	}
+	host, _ := os.Hostname()
+	c.dispatcher.ID = fmt.Sprintf("%s-%d", host, os.Getpid())
+	return mail.NewDispatcher(store, sender, mail.DefaultTemplates(), signer, c.dispatcher, reg, log)
 }

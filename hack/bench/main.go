@@ -77,7 +77,8 @@ func run(requests, clients, slots int, out string, extra []string) error {
 	var replicas []*testbed.Process
 	for range 2 {
 		args := append([]string{"--listen", "127.0.0.1:0", "--mongodb-uri", mongo.URI,
-			"--mongodb-database", dbName, "--rate-limit", "0", "--drain-delay", "0s", "--log-level", "info"}, extra...)
+			"--mongodb-database", dbName, "--rate-limit", "0", "--drain-delay", "0s", "--log-level", "info",
+			"--mail-dir", filepath.Join(tmp, "mail")}, extra...)
 		p, err := testbed.StartProcess(bin, args)
 		if err != nil {
 			return err

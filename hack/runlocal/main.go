@@ -63,7 +63,7 @@ func run(listen, samples string) error {
 		return err
 	}
 	redeemer, err := testbed.StartProcessEcho(os.Stderr, bin, []string{"--listen", listen, "--drain-delay", "0s"},
-		"MONGODB_URI="+mongo.URI, "MONGODB_DATABASE=velvetrope")
+		"MONGODB_URI="+mongo.URI, "MONGODB_DATABASE=velvetrope", "MAIL_DIR="+filepath.Join(root, ".dev", "mail"))
 	if err != nil {
 		return err
 	}
@@ -76,6 +76,7 @@ Redeem a code:
   curl -i -X POST %s/invitations/twitter-reg1 -H 'Content-Type: application/json' -d '{"email":"player@example.com"}'
 Its public status:
   curl %s/invitations/twitter-reg1
+The instructions email of each redemption is written to .dev/mail/ as an .eml file.
 Metrics: %s/metrics     Ctrl-C stops everything; data stays in .dev/ (make dev-reset wipes it).
 
 `, base, mongo.URI, len(invs), samples, base, base, base)

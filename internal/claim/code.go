@@ -30,6 +30,7 @@ type code struct {
 // request is one redemption waiting for its answer.
 type request struct {
 	email     invite.Email
+	lang      string
 	nonce     string
 	slot      int
 	attempts  int
@@ -162,7 +163,7 @@ func (s *Service) send(c *code, name string, batch []*request) {
 	now := s.cfg.Now()
 	claims := make([]invite.Redemption, len(batch))
 	for i, r := range batch {
-		claims[i] = invite.Redemption{Code: name, Slot: r.slot, Email: r.email, Nonce: r.nonce, RedeemedAt: now}
+		claims[i] = invite.Redemption{Code: name, Slot: r.slot, Email: r.email, Nonce: r.nonce, RedeemedAt: now, Lang: r.lang}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.WriteTimeout)
 	results := s.store.Claim(ctx, claims)

@@ -151,7 +151,7 @@ func (s *Service) Status(codeName string) (invite.PublicStatus, error) {
 }
 
 // Redeem lets email take a slot of the code named codeName.
-func (s *Service) Redeem(ctx context.Context, codeName string, email invite.Email) (invite.Outcome, error) {
+func (s *Service) Redeem(ctx context.Context, codeName string, email invite.Email, lang string) (invite.Outcome, error) {
 	switch {
 	case s.closing.Load():
 		return 0, errClosing
@@ -184,7 +184,7 @@ func (s *Service) Redeem(ctx context.Context, codeName string, email invite.Emai
 	}
 	defer func() { <-s.pending }()
 
-	r := &request{email: email, nonce: newNonce(), done: make(chan answer, 1)}
+	r := &request{email: email, lang: lang, nonce: newNonce(), done: make(chan answer, 1)}
 	c.mu.Lock()
 	c.queue = append(c.queue, r)
 	s.pumpLocked(c)

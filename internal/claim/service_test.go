@@ -64,7 +64,7 @@ func active(code string, maxUses int) invite.Invitation {
 
 func expect(t *testing.T, svc *claim.Service, code, addr string, wantOut invite.Outcome, wantErr error) {
 	t.Helper()
-	out, err := svc.Redeem(context.Background(), code, email(t, addr))
+	out, err := svc.Redeem(context.Background(), code, email(t, addr), "en")
 	if out != wantOut || !errors.Is(err, wantErr) || (wantErr == nil) != (err == nil) {
 		t.Fatalf("Redeem(%s, %s) = %v, %v; want %v, %v", code, addr, out, err, wantOut, wantErr)
 	}
@@ -107,14 +107,14 @@ func TestChangesReachTheView(t *testing.T) {
 	if err := st.PutInvitation(ctx, active("a", 2)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, func() error { _, err := svc.Redeem(ctx, "a", email(t, "bob@example.com")); return err })
+	eventually(t, func() error { _, err := svc.Redeem(ctx, "a", email(t, "bob@example.com"), "en"); return err })
 
 	// Deleting a redemption frees its slot, seen at the next usage poll.
 	expect(t, svc, "a", "carol@example.com", 0, invite.ErrExhausted)
 	if err := st.DeleteRedemption(ctx, "ann@example.com"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, func() error { _, err := svc.Redeem(ctx, "a", email(t, "carol@example.com")); return err })
+	eventually(t, func() error { _, err := svc.Redeem(ctx, "a", email(t, "carol@example.com"), "en"); return err })
 
 	// A new invitation and a pause arrive through polling.
 	if err := st.PutInvitation(ctx, active("new", 3)); err != nil {
@@ -149,7 +149,7 @@ func TestTwoReplicasNeverOversell(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			out, err := replicas[i%2].Redeem(context.Background(), "storm", email(t, fmt.Sprintf("p%d@example.com", i%2500)))
+			out, err := replicas[i%2].Redeem(context.Background(), "storm", email(t, fmt.Sprintf("p%d@example.com", i%2500)), "ru")
 			switch {
 			case out == invite.Redeemed:
 				redeemed.Add(1)
@@ -190,7 +190,7 @@ func TestUnreachableStorageAnswersUnavailable(t *testing.T) {
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go broken.Run(rctx)
-	if _, err := broken.Redeem(ctx, "a", email(t, "bob@example.com")); !errors.Is(err, invite.ErrUnavailable) {
+	if _, err := broken.Redeem(ctx, "a", email(t, "bob@example.com"), "en"); !errors.Is(err, invite.ErrUnavailable) {
 		t.Fatalf("never-loaded service: %v, want ErrUnavailable", err)
 	}
 	eventually(t, func() error {
@@ -209,7 +209,7 @@ func TestShedsLoadPastTheAdmissionBound(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range 200 {
 		wg.Go(func() {
-			_, err := svc.Redeem(context.Background(), "a", email(t, fmt.Sprintf("p%d@example.com", i)))
+			_, err := svc.Redeem(context.Background(), "a", email(t, fmt.Sprintf("p%d@example.com", i)), "en")
 			switch {
 			case errors.Is(err, invite.ErrBusy):
 				busy.Add(1)

@@ -6,13 +6,12 @@ import (
 	htmltemplate "html/template"
 	"strings"
 	texttemplate "text/template"
+
+	"github.com/velvetrope/velvetrope/internal/invite"
 )
 
 //go:embed templates/*.tmpl
 var templateFS embed.FS
-
-// Languages we write emails in; anything else gets English.
-var Languages = []string{"en", "ru"}
 
 // Data is what a template may use.
 type Data struct {
@@ -42,7 +41,7 @@ type Templates struct {
 // DefaultTemplates returns the built-in templates.
 func DefaultTemplates() *Templates {
 	t := &Templates{byLang: map[string]langTemplates{}}
-	for _, lang := range Languages {
+	for _, lang := range invite.Languages {
 		read := func(kind string) string {
 			b, err := templateFS.ReadFile("templates/" + lang + "." + kind + ".tmpl")
 			if err != nil {
@@ -76,20 +75,4 @@ func (t *Templates) Render(lang string, d Data) (Rendered, error) {
 		return Rendered{}, err
 	}
 	return Rendered{Subject: strings.TrimSpace(subject.String()), Text: text.String(), HTML: html.String()}, nil
-}
-
-// Lang picks en or ru from an Accept-Language header: the first listed
-// language we write, by order of appearance (q-values are not weighed:
-// browsers list languages in preference order).
-func Lang(acceptLanguage string) string {
-	for _, part := range strings.Split(acceptLanguage, ",") {
-		tag := strings.ToLower(strings.TrimSpace(strings.SplitN(part, ";", 2)[0]))
-		base := strings.SplitN(tag, "-", 2)[0]
-		for _, l := range Languages {
-			if base == l {
-				return l
-			}
-		}
-	}
-	return "en"
 }

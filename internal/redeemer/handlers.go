@@ -60,7 +60,7 @@ func (s *Server) redeem(w http.ResponseWriter, r *http.Request) (invite.Outcome,
 	if err != nil {
 		return 0, err
 	}
-	out, err := s.redeemer.Redeem(r.Context(), code, email)
+	out, err := s.redeemer.Redeem(r.Context(), code, email, invite.PreferredLanguage(r.Header.Get("Accept-Language")))
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		// The client left or the server's deadline passed; the claim may
 		// still land, and a retry will be answered 200.

@@ -24,7 +24,7 @@ import (
 
 // Redeemer redeems codes and reports on them.
 type Redeemer interface {
-	Redeem(ctx context.Context, code string, email invite.Email) (invite.Outcome, error)
+	Redeem(ctx context.Context, code string, email invite.Email, lang string) (invite.Outcome, error)
 	Status(code string) (invite.PublicStatus, error)
 	Ready() error
 }
