@@ -22,6 +22,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -36,6 +37,7 @@ import (
 type Store interface {
 	PutInvitation(ctx context.Context, inv invite.Invitation) error
 	Usage(ctx context.Context, code string) (invite.Usage, error)
+	MailCounts(ctx context.Context, code string) (invite.MailCounts, error)
 }
 
 const (
@@ -45,6 +47,10 @@ const (
 	FieldOwner   = "velvetrope-operator"
 	campaignKey  = "spec.campaign"
 	inactiveSync = time.Minute
+	// storeTimeout bounds each MongoDB step of a pass, so an outage shows
+	// on every Invitation within seconds instead of queueing passes behind
+	// slow server selections.
+	storeTimeout = 3 * time.Second
 )
 
 // InvitationReconciler reconciles Invitation objects.
@@ -58,6 +64,11 @@ type InvitationReconciler struct {
 	// at most one status write per invitation per interval, whatever the
 	// crowd does.
 	UsageInterval time.Duration
+	// MailDelayAfter is how old a pending email may get before the
+	// MailDelivered condition says delivery is stuck.
+	MailDelayAfter time.Duration
+	// Workers is how many Invitations are reconciled at once [4].
+	Workers int
 
 	written *written // set up by SetupWithManager
 }
@@ -102,7 +113,7 @@ func (r *InvitationReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	}
 
 	prev := inv.Status
-	next := computeStatus(inv, prev, obs, r.Now())
+	next := computeStatus(inv, prev, obs, r.Now(), r.MailDelayAfter)
 	if !equality.Semantic.DeepEqual(prev, next) {
 		patch := client.MergeFrom(inv.DeepCopy())
 		inv.Status = next
@@ -132,6 +143,8 @@ func (r *InvitationReconciler) reconcileSeed(ctx context.Context, inv *v1alpha1.
 		obs.seeded = true
 		return ctrl.Result{}, nil
 	}
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
 	if err := r.Store.PutInvitation(ctx, doc); err != nil {
 		obs.seedErr = err
 		if errors.Is(err, invite.ErrCodeTaken) {
@@ -151,7 +164,12 @@ func (r *InvitationReconciler) reconcileUsage(ctx context.Context, inv *v1alpha1
 	if !obs.seeded {
 		return ctrl.Result{}, nil
 	}
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
 	u, err := r.Store.Usage(ctx, inv.EffectiveCode())
+	if err == nil {
+		obs.mail, err = r.Store.MailCounts(ctx, inv.EffectiveCode())
+	}
 	if err != nil {
 		obs.usageErr = err
 		return ctrl.Result{}, fmt.Errorf("reading usage of %s: %w", inv.EffectiveCode(), err)
@@ -189,7 +207,9 @@ func (r *InvitationReconciler) reconcileDelete(ctx context.Context, inv *v1alpha
 	}
 	// A code owned by another Invitation is not ours to revoke.
 	r.written.forget("seed/" + inv.Namespace + "/" + inv.Name)
-	if err := r.Store.PutInvitation(ctx, domainInvitation(inv, invite.StateRevoked)); err != nil && !errors.Is(err, invite.ErrCodeTaken) {
+	sctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	if err := r.Store.PutInvitation(sctx, domainInvitation(inv, invite.StateRevoked)); err != nil && !errors.Is(err, invite.ErrCodeTaken) {
 		return ctrl.Result{}, fmt.Errorf("revoking %s: %w", inv.EffectiveCode(), err)
 	}
 	if err := r.deleteOrphanFleets(ctx, inv.Namespace); err != nil {
@@ -316,12 +336,15 @@ func (r *InvitationReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Ma
 	switch {
 	case r.Client == nil, r.Store == nil, r.Recorder == nil, r.Now == nil:
 		return errors.New("InvitationReconciler needs Client, Store, Recorder and Now")
-	case r.UsageInterval <= 0:
-		return errors.New("InvitationReconciler needs a positive UsageInterval")
+	case r.UsageInterval <= 0 || r.MailDelayAfter <= 0:
+		return errors.New("InvitationReconciler needs a positive UsageInterval and MailDelayAfter")
 	case r.Fleet.Image == "" || r.Fleet.MongoSecretName == "":
 		return errors.New("InvitationReconciler needs a fleet image and a MongoDB Secret")
 	}
 	r.written = newWritten(resync)
+	if r.Workers <= 0 {
+		r.Workers = 4
+	}
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.Invitation{}, campaignKey, func(o client.Object) []string {
 		return []string{o.(*v1alpha1.Invitation).Spec.Campaign}
 	}); err != nil {
@@ -337,6 +360,7 @@ func (r *InvitationReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Ma
 		Watches(&autoscalingv2.HorizontalPodAutoscaler{}, r.onFleetEvent("HorizontalPodAutoscaler"), fleetOnly).
 		Watches(&policyv1.PodDisruptionBudget{}, r.onFleetEvent("PodDisruptionBudget"), fleetOnly).
 		Named("invitation").
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.Workers}).
 		Complete(r)
 }
 

@@ -372,6 +372,32 @@ var _ = Describe("Codes and samples", func() {
 	})
 })
 
+var _ = Describe("Mail visibility", func() {
+	It("counts emails and shows a stuck mail server as a condition", func() {
+		ns := newNamespace()
+		inv := create(newInvitation(ns, "mailed", 10, "mailed"))
+		Eventually(status(inv)).Should(HaveField("Phase", v1alpha1.PhaseActive))
+		redeem("mailed", 0, "m1@example.com", "m2@example.com")
+		mailCond := func(st v1alpha1.InvitationStatus) metav1.Condition {
+			if c := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionMailDelivered); c != nil {
+				return *c
+			}
+			return metav1.Condition{}
+		}
+		Eventually(status(inv)).Should(HaveField("Mail", v1alpha1.MailStatus{Pending: 2}))
+		// No dispatcher runs here: the emails wait past MailDelayAfter (2s).
+		Eventually(status(inv)).Should(WithTransform(mailCond, And(
+			HaveField("Status", metav1.ConditionFalse), HaveField("Reason", ReasonMailDelayed))))
+		Eventually(reasons(ns)).Should(ContainElement(ReasonMailDelayed))
+
+		for slot := range 2 {
+			Expect(store.RecordAttempt(ctx, "mailed", slot, invite.Attempt{Number: 1, State: invite.MailSent, At: time.Now()})).To(Succeed())
+		}
+		Eventually(status(inv)).Should(And(HaveField("Mail", v1alpha1.MailStatus{Sent: 2}),
+			WithTransform(mailCond, HaveField("Status", metav1.ConditionTrue))))
+	})
+})
+
 // The outage spec stops the shared FerretDB server, so it runs alone.
 var _ = Describe("MongoDB outage", Serial, func() {
 	It("turns Ready false with a clear reason, and recovers by itself", func() {

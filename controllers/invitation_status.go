@@ -15,8 +15,9 @@ import (
 // observation is what one reconcile pass found out; status is computed from
 // it alone, by pure functions.
 type observation struct {
-	seeded   bool         // MongoDB holds the invitation as specified
-	usage    invite.Usage // valid when usageErr is nil and seeded
+	seeded   bool              // MongoDB holds the invitation as specified
+	usage    invite.Usage      // valid when usageErr is nil and seeded
+	mail     invite.MailCounts // likewise
 	seedErr  error
 	usageErr error
 	fleetErr error
@@ -30,17 +31,22 @@ const (
 	ReasonFleetFailed      = "FleetFailed"
 	ReasonWithinLimit      = "WithinLimit"
 	ReasonBelowUsage       = "MaxUsesBelowUsage"
+	ReasonDelivering       = "Delivering"
+	ReasonMailDelayed      = "MailDelayed"
+	ReasonMailFailed       = "MailFailed"
 )
 
 // computeStatus derives the whole status from the spec, the previous status
 // and what this pass observed. When MongoDB could not be read, the last known
-// usage is kept rather than reported as zero.
-func computeStatus(inv *v1alpha1.Invitation, prev v1alpha1.InvitationStatus, obs observation, now time.Time) v1alpha1.InvitationStatus {
+// usage is kept rather than reported as zero. An email pending longer than
+// mailDelay makes MailDelivered False: a failing mail server shows.
+func computeStatus(inv *v1alpha1.Invitation, prev v1alpha1.InvitationStatus, obs observation, now time.Time, mailDelay time.Duration) v1alpha1.InvitationStatus {
 	st := *prev.DeepCopy()
 	st.Code = inv.EffectiveCode()
 	usageKnown := obs.seeded && obs.usageErr == nil
 	if usageKnown {
 		st.Used = int32(obs.usage.Used)
+		st.Mail = v1alpha1.MailStatus{Sent: int32(obs.mail.Sent), Pending: int32(obs.mail.Pending), Failed: int32(obs.mail.Failed)}
 		st.LastRedemptionTime = nil
 		if !obs.usage.LastRedemption.IsZero() {
 			t := metav1.NewTime(obs.usage.LastRedemption)
@@ -73,6 +79,20 @@ func computeStatus(inv *v1alpha1.Invitation, prev v1alpha1.InvitationStatus, obs
 		over.Message = fmt.Sprintf("maxUses %d is below the %d redemptions already made; none is undone, the code stays full", inv.Spec.MaxUses, st.Used)
 	}
 	meta.SetStatusCondition(&st.Conditions, over)
+
+	if usageKnown {
+		mail := metav1.Condition{Type: v1alpha1.ConditionMailDelivered, ObservedGeneration: gen,
+			Status: metav1.ConditionTrue, Reason: ReasonDelivering, Message: fmt.Sprintf("%d sent, %d pending", st.Mail.Sent, st.Mail.Pending)}
+		switch {
+		case !obs.mail.OldestPending.IsZero() && now.Sub(obs.mail.OldestPending) > mailDelay:
+			mail.Status, mail.Reason = metav1.ConditionFalse, ReasonMailDelayed
+			mail.Message = fmt.Sprintf("%d emails pending, the oldest for %s: is the mail server failing?", st.Mail.Pending, now.Sub(obs.mail.OldestPending).Round(time.Second))
+		case st.Mail.Failed > 0:
+			mail.Status, mail.Reason = metav1.ConditionFalse, ReasonMailFailed
+			mail.Message = fmt.Sprintf("%d emails given up (refused by the mail server or too many attempts), %d sent", st.Mail.Failed, st.Mail.Sent)
+		}
+		meta.SetStatusCondition(&st.Conditions, mail)
+	}
 
 	if obs.seedErr == nil && obs.usageErr == nil && obs.fleetErr == nil {
 		st.ObservedGeneration = gen
@@ -132,9 +152,11 @@ func transitions(prev, next v1alpha1.InvitationStatus) []event {
 			evs = append(evs, event{reason: "Paused", action: "Pause", note: fmt.Sprintf("Code %s is paused", next.Code)})
 		}
 	}
-	was, now := meta.FindStatusCondition(prev.Conditions, v1alpha1.ConditionReady), meta.FindStatusCondition(next.Conditions, v1alpha1.ConditionReady)
-	if now != nil && now.Status == metav1.ConditionFalse && (was == nil || was.Status != metav1.ConditionFalse || was.Reason != now.Reason) {
-		evs = append(evs, event{warning: true, reason: now.Reason, action: "Reconcile", note: now.Message})
+	for _, typ := range []string{v1alpha1.ConditionReady, v1alpha1.ConditionMailDelivered} {
+		was, now := meta.FindStatusCondition(prev.Conditions, typ), meta.FindStatusCondition(next.Conditions, typ)
+		if now != nil && now.Status == metav1.ConditionFalse && (was == nil || was.Status != metav1.ConditionFalse || was.Reason != now.Reason) {
+			evs = append(evs, event{warning: true, reason: now.Reason, action: "Reconcile", note: now.Message})
+		}
 	}
 	return evs
 }

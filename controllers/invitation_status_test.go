@@ -57,7 +57,7 @@ func TestComputeStatus(t *testing.T) {
 			v1alpha1.PhaseActive, 0, 10, metav1.ConditionFalse, ReasonFleetFailed, metav1.ConditionFalse, 0},
 	}
 	for _, tt := range tests {
-		st := computeStatus(tt.inv, tt.prev, tt.obs, now)
+		st := computeStatus(tt.inv, tt.prev, tt.obs, now, time.Hour)
 		ready := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionReady)
 		over := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionOverLimit)
 		switch {
@@ -74,8 +74,8 @@ func TestComputeStatus(t *testing.T) {
 		}
 	}
 	// Recomputing from the same facts changes nothing: no status write.
-	first := computeStatus(base(), v1alpha1.InvitationStatus{}, seeded(3), now)
-	if again := computeStatus(base(), first, seeded(3), now.Add(time.Hour)); !equalStatus(first, again) {
+	first := computeStatus(base(), v1alpha1.InvitationStatus{}, seeded(3), now, time.Hour)
+	if again := computeStatus(base(), first, seeded(3), now.Add(time.Hour), time.Hour); !equalStatus(first, again) {
 		t.Errorf("status not stable:\n%+v\n%+v", first, again)
 	}
 }
@@ -126,6 +126,31 @@ func TestTransitions(t *testing.T) {
 			if got[i] != tt.want[i] {
 				t.Errorf("%s: events %v, want %v", tt.name, got, tt.want)
 			}
+		}
+	}
+}
+
+func TestMailDeliveredCondition(t *testing.T) {
+	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	inv := &v1alpha1.Invitation{ObjectMeta: metav1.ObjectMeta{Name: "c"}, Spec: v1alpha1.InvitationSpec{MaxUses: 10}}
+	for _, tt := range []struct {
+		name   string
+		mail   invite.MailCounts
+		status metav1.ConditionStatus
+		reason string
+	}{
+		{"all sent", invite.MailCounts{Sent: 5}, metav1.ConditionTrue, ReasonDelivering},
+		{"pending, recent", invite.MailCounts{Sent: 5, Pending: 2, OldestPending: now.Add(-time.Minute)}, metav1.ConditionTrue, ReasonDelivering},
+		{"pending too long", invite.MailCounts{Pending: 7, OldestPending: now.Add(-time.Hour)}, metav1.ConditionFalse, ReasonMailDelayed},
+		{"some failed", invite.MailCounts{Sent: 4, Failed: 1}, metav1.ConditionFalse, ReasonMailFailed},
+	} {
+		st := computeStatus(inv, v1alpha1.InvitationStatus{}, observation{seeded: true, usage: invite.Usage{Used: 5}, mail: tt.mail}, now, 10*time.Minute)
+		c := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionMailDelivered)
+		if c == nil || c.Status != tt.status || c.Reason != tt.reason {
+			t.Errorf("%s: %+v, want %s/%s", tt.name, c, tt.status, tt.reason)
+		}
+		if st.Mail.Sent != int32(tt.mail.Sent) || st.Mail.Pending != int32(tt.mail.Pending) || st.Mail.Failed != int32(tt.mail.Failed) {
+			t.Errorf("%s: counts %+v", tt.name, st.Mail)
 		}
 	}
 }

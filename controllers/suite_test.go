@@ -72,7 +72,10 @@ var _ = BeforeSuite(func() {
 
 	mongoServer, err = testbed.StartMongo()
 	Expect(err).NotTo(HaveOccurred())
-	store = mongostore.New(mongoServer.Client.Database(testbed.UniqueName("operator")))
+	// The manager's own client settings (fast server selection).
+	mongoClient, err := mongostore.Connect(mongoServer.URI, "operator-test")
+	Expect(err).NotTo(HaveOccurred())
+	store = mongostore.New(mongoClient.Database(testbed.UniqueName("operator")))
 	Expect(store.EnsureIndexes(context.Background())).To(Succeed())
 
 	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
@@ -84,12 +87,13 @@ var _ = BeforeSuite(func() {
 	var ctx context.Context
 	ctx, stopManager = context.WithCancel(context.Background())
 	r := &InvitationReconciler{
-		Client:        mgr.GetClient(),
-		Store:         store,
-		Recorder:      mgr.GetEventRecorder("velvetrope-operator"),
-		Now:           time.Now,
-		Fleet:         testFleet,
-		UsageInterval: 300 * time.Millisecond,
+		Client:         mgr.GetClient(),
+		Store:          store,
+		Recorder:       mgr.GetEventRecorder("velvetrope-operator"),
+		Now:            time.Now,
+		Fleet:          testFleet,
+		UsageInterval:  300 * time.Millisecond,
+		MailDelayAfter: 2 * time.Second,
 	}
 	Expect(r.SetupWithManager(ctx, mgr)).To(Succeed())
 	go func() {

@@ -87,7 +87,26 @@ const (
 	// ConditionOverLimit is True when maxUses was lowered below the
 	// redemptions that already exist.
 	ConditionOverLimit = "OverLimit"
+	// ConditionMailDelivered is False when emails wait too long (the mail
+	// server is failing) or some were given up.
+	ConditionMailDelivered = "MailDelivered"
 )
+
+// MailStatus counts the instructions emails of an invitation.
+type MailStatus struct {
+	// sent: accepted by the mail server.
+	// +optional
+	// +kubebuilder:default=0
+	Sent int32 `json:"sent"`
+	// pending: not sent yet, including retries.
+	// +optional
+	// +kubebuilder:default=0
+	Pending int32 `json:"pending"`
+	// failed: given up (a permanent refusal or too many attempts).
+	// +optional
+	// +kubebuilder:default=0
+	Failed int32 `json:"failed"`
+}
 
 // InvitationStatus is what the operator observed.
 type InvitationStatus struct {
@@ -113,11 +132,15 @@ type InvitationStatus struct {
 	// +optional
 	LastRedemptionTime *metav1.Time `json:"lastRedemptionTime,omitempty"`
 
+	// mail counts the instructions emails of this invitation's redemptions.
+	// +optional
+	Mail MailStatus `json:"mail,omitempty"`
+
 	// observedGeneration is the generation the status was computed from.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// conditions: Ready, OverLimit.
+	// conditions: Ready, OverLimit, MailDelivered.
 	// +optional
 	// +listType=map
 	// +listMapKey=type

@@ -44,6 +44,8 @@ func run(args []string) error {
 		mongoURI      = fs.String("mongodb-uri", os.Getenv("MONGODB_URI"), "MongoDB connection string (env MONGODB_URI)")
 		mongoDatabase = fs.String("mongodb-database", envOr("MONGODB_DATABASE", "velvetrope"), "MongoDB database")
 		usageInterval = fs.Duration("usage-interval", 10*time.Second, "how often an active invitation's usage is re-read (bounds status writes)")
+		mailDelay     = fs.Duration("mail-delay-alert", 10*time.Minute, "an email pending longer than this turns the MailDelivered condition False")
+		workers       = fs.Int("workers", 4, "Invitations reconciled at once")
 		fleet         = controllers.FleetConfig{ImagePullPolicy: corev1.PullIfNotPresent}
 		cpuRequest    = fs.String("fleet-cpu-request", "250m", "redeemer CPU request (the HPA scales on it)")
 		memRequest    = fs.String("fleet-memory-request", "64Mi", "redeemer memory request")
@@ -113,12 +115,14 @@ func run(args []string) error {
 
 	ctx := ctrl.SetupSignalHandler()
 	r := &controllers.InvitationReconciler{
-		Client:        mgr.GetClient(),
-		Store:         store,
-		Recorder:      mgr.GetEventRecorder("velvetrope-operator"),
-		Now:           time.Now,
-		Fleet:         fleet,
-		UsageInterval: *usageInterval,
+		Client:         mgr.GetClient(),
+		Store:          store,
+		Recorder:       mgr.GetEventRecorder("velvetrope-operator"),
+		Now:            time.Now,
+		Fleet:          fleet,
+		UsageInterval:  *usageInterval,
+		MailDelayAfter: *mailDelay,
+		Workers:        *workers,
 	}
 	if err := r.SetupWithManager(ctx, mgr); err != nil {
 		return fmt.Errorf("controller: %w", err)

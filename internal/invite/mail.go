@@ -30,4 +30,7 @@ type Attempt struct {
 // MailCounts is how a code's emails are doing.
 type MailCounts struct {
 	Pending, Sent, Failed int
+	// OldestPending is when the oldest email not sent yet was redeemed
+	// (zero when none is pending): an old one means delivery is stuck.
+	OldestPending time.Time
 }

@@ -112,6 +112,15 @@ func (s *Store) MailCounts(ctx context.Context, code string) (invite.MailCounts,
 		}
 		*dst = int(n)
 	}
+	if c.Pending > 0 {
+		var d redemptionDoc
+		err := s.redemptions.FindOne(ctx, bson.D{{Key: "code", Value: code}, {Key: "mail.state", Value: string(invite.MailPending)}},
+			options.FindOne().SetSort(bson.D{{Key: "redeemedAt", Value: 1}}).SetProjection(bson.D{{Key: "redeemedAt", Value: 1}})).Decode(&d)
+		if err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
+			return c, classify("reading the oldest pending mail of "+code, err)
+		}
+		c.OldestPending = d.RedeemedAt
+	}
 	return c, nil
 }
 
