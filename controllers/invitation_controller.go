@@ -31,6 +31,7 @@ import (
 
 	v1alpha1 "github.com/velvetrope/velvetrope/api/v1alpha1"
 	"github.com/velvetrope/velvetrope/internal/invite"
+	"github.com/velvetrope/velvetrope/internal/mail"
 )
 
 // Store is what the reconciler needs from MongoDB.
@@ -55,7 +56,11 @@ const (
 
 // InvitationReconciler reconciles Invitation objects.
 type InvitationReconciler struct {
-	Client   client.Client
+	Client client.Client
+	// Reader reads ConfigMaps uncached (mgr.GetAPIReader()): caching every
+	// ConfigMap of the cluster for a few templates would cost more memory
+	// than the occasional GET.
+	Reader   client.Reader
 	Store    Store
 	Recorder events.EventRecorder
 	Now      func() time.Time
@@ -84,6 +89,7 @@ const resync = 5 * time.Minute
 // +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get
 
 // Reconcile brings one Invitation, its MongoDB document and its campaign's
 // fleet in line, then writes its status once.
@@ -139,6 +145,15 @@ func (r *InvitationReconciler) reconcileSeed(ctx context.Context, inv *v1alpha1.
 		state = invite.StatePaused
 	}
 	doc, key := domainInvitation(inv, state), "seed/"+inv.Namespace+"/"+inv.Name
+	templates, err := r.mailTemplates(ctx, inv)
+	if err != nil {
+		obs.seedErr = err
+		if errors.Is(err, errTemplateInvalid) {
+			return ctrl.Result{RequeueAfter: r.UsageInterval}, nil // until someone fixes the ConfigMap
+		}
+		return ctrl.Result{}, err
+	}
+	doc.MailTemplates = templates
 	if r.written.unchanged(key, doc, r.Now()) {
 		obs.seeded = true
 		return ctrl.Result{}, nil
@@ -157,6 +172,29 @@ func (r *InvitationReconciler) reconcileSeed(ctx context.Context, inv *v1alpha1.
 	r.written.record(key, doc, r.Now())
 	obs.seeded = true
 	return ctrl.Result{}, nil
+}
+
+// errTemplateInvalid marks a templates ConfigMap that is missing or does not
+// render; the code keeps its previous templates in MongoDB meanwhile.
+var errTemplateInvalid = errors.New("invalid mail templates")
+
+// mailTemplates reads and validates spec.mail.templatesConfigMap.
+func (r *InvitationReconciler) mailTemplates(ctx context.Context, inv *v1alpha1.Invitation) (map[string]string, error) {
+	if inv.Spec.Mail == nil || inv.Spec.Mail.TemplatesConfigMap == "" {
+		return nil, nil
+	}
+	var cm corev1.ConfigMap
+	key := client.ObjectKey{Namespace: inv.Namespace, Name: inv.Spec.Mail.TemplatesConfigMap}
+	if err := r.Reader.Get(ctx, key, &cm); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("%w: ConfigMap %s not found", errTemplateInvalid, key.Name)
+		}
+		return nil, err
+	}
+	if _, err := mail.DefaultTemplates().Override(cm.Data); err != nil {
+		return nil, fmt.Errorf("%w: ConfigMap %s: %v", errTemplateInvalid, key.Name, err)
+	}
+	return cm.Data, nil
 }
 
 // reconcileUsage reads how many people redeemed the code.
@@ -334,8 +372,8 @@ func domainInvitation(inv *v1alpha1.Invitation, state invite.State) invite.Invit
 // fleet objects, so a hand-edited or deleted child is put back.
 func (r *InvitationReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
 	switch {
-	case r.Client == nil, r.Store == nil, r.Recorder == nil, r.Now == nil:
-		return errors.New("InvitationReconciler needs Client, Store, Recorder and Now")
+	case r.Client == nil, r.Reader == nil, r.Store == nil, r.Recorder == nil, r.Now == nil:
+		return errors.New("InvitationReconciler needs Client, Reader, Store, Recorder and Now")
 	case r.UsageInterval <= 0 || r.MailDelayAfter <= 0:
 		return errors.New("InvitationReconciler needs a positive UsageInterval and MailDelayAfter")
 	case r.Fleet.Image == "" || r.Fleet.MongoSecretName == "":

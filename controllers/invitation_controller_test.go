@@ -398,6 +398,27 @@ var _ = Describe("Mail visibility", func() {
 	})
 })
 
+var _ = Describe("Mail templates", func() {
+	It("writes a ConfigMap's templates to MongoDB and refuses invalid ones", func() {
+		ns := newNamespace()
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "beta-mail"},
+			Data: map[string]string{"en.subject": "Your {{.GameName}} seat: {{.Code}}"}}
+		Expect(k8sClient.Create(ctx, cm)).To(Succeed())
+		inv := create(newInvitation(ns, "templated", 10, "templated", func(i *v1alpha1.Invitation) {
+			i.Spec.Mail = &v1alpha1.MailSpec{TemplatesConfigMap: "beta-mail"}
+		}))
+		Eventually(stored("templated")).Should(HaveField("MailTemplates", HaveKeyWithValue("en.subject", "Your {{.GameName}} seat: {{.Code}}")))
+		Eventually(status(inv)).Should(WithTransform(readyCondition, HaveField("Status", metav1.ConditionTrue)))
+
+		cm.Data = map[string]string{"en.subject": "{{.Password}}"}
+		Expect(k8sClient.Update(ctx, cm)).To(Succeed())
+		Eventually(status(inv)).Should(WithTransform(readyCondition, And(
+			HaveField("Status", metav1.ConditionFalse), HaveField("Reason", ReasonTemplateInvalid))))
+		Expect(stored("templated")()).To(HaveField("MailTemplates", HaveKeyWithValue("en.subject", "Your {{.GameName}} seat: {{.Code}}")),
+			"the last valid templates stay in use")
+	})
+})
+
 // The outage spec stops the shared FerretDB server, so it runs alone.
 var _ = Describe("MongoDB outage", Serial, func() {
 	It("turns Ready false with a clear reason, and recovers by itself", func() {

@@ -27,6 +27,7 @@ type observation struct {
 const (
 	ReasonServing          = "Serving"
 	ReasonCodeConflict     = "CodeConflict"
+	ReasonTemplateInvalid  = "TemplateInvalid"
 	ReasonMongoUnavailable = "MongoDBUnavailable"
 	ReasonFleetFailed      = "FleetFailed"
 	ReasonWithinLimit      = "WithinLimit"
@@ -59,6 +60,8 @@ func computeStatus(inv *v1alpha1.Invitation, prev v1alpha1.InvitationStatus, obs
 	gen := inv.Generation
 	ready := metav1.Condition{Type: v1alpha1.ConditionReady, ObservedGeneration: gen}
 	switch err := firstErr(obs.seedErr, obs.usageErr); {
+	case errors.Is(err, errTemplateInvalid):
+		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, ReasonTemplateInvalid, err.Error()
 	case errors.Is(err, invite.ErrCodeTaken):
 		ready.Status, ready.Reason = metav1.ConditionFalse, ReasonCodeConflict
 		ready.Message = fmt.Sprintf("code %s belongs to another Invitation; choose another spec.code", st.Code)

@@ -88,6 +88,7 @@ var _ = BeforeSuite(func() {
 	ctx, stopManager = context.WithCancel(context.Background())
 	r := &InvitationReconciler{
 		Client:         mgr.GetClient(),
+		Reader:         mgr.GetAPIReader(),
 		Store:          store,
 		Recorder:       mgr.GetEventRecorder("velvetrope-operator"),
 		Now:            time.Now,

@@ -53,6 +53,10 @@ type InvitationSpec struct {
 	// +optional
 	LaunchAt *metav1.Time `json:"launchAt,omitempty"`
 
+	// mail customises the instructions email of this invitation.
+	// +optional
+	Mail *MailSpec `json:"mail,omitempty"`
+
 	// expectedPeakRPS is the request rate expected right after launchAt.
 	// The campaign's minimum replicas during pre-scaling is the sum over its
 	// invitations divided by the per-pod capacity.
@@ -60,6 +64,19 @@ type InvitationSpec struct {
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=1000000
 	ExpectedPeakRPS int32 `json:"expectedPeakRPS,omitempty"`
+}
+
+// MailSpec customises the instructions email.
+type MailSpec struct {
+	// templatesConfigMap names a ConfigMap in the Invitation's namespace
+	// whose keys override parts of the default email: "<lang>.<part>" with
+	// lang en or ru and part subject, text or html (Go templates; the
+	// fields are .GameName, .Code, .Position, .Link and .Expires). Missing
+	// keys keep the default. Invalid templates make Ready False with reason
+	// TemplateInvalid and are not used.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	TemplatesConfigMap string `json:"templatesConfigMap,omitempty"`
 }
 
 // InvitationPhase summarises where an invitation is in its life.

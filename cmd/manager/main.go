@@ -116,6 +116,7 @@ func run(args []string) error {
 	ctx := ctrl.SetupSignalHandler()
 	r := &controllers.InvitationReconciler{
 		Client:         mgr.GetClient(),
+		Reader:         mgr.GetAPIReader(),
 		Store:          store,
 		Recorder:       mgr.GetEventRecorder("velvetrope-operator"),
 		Now:            time.Now,

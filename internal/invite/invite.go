@@ -35,8 +35,11 @@ type Invitation struct {
 	Campaign  string
 	// Owner names who manages the code (the operator writes
 	// "<namespace>/<name>" of the Invitation object); one owner per code.
-	Owner     string
-	UpdatedAt time.Time
+	Owner string
+	// MailTemplates override the default email per part: keys are
+	// "<lang>.<part>" with part subject, text or html (e.g. "ru.subject").
+	MailTemplates map[string]string
+	UpdatedAt     time.Time
 }
 
 // Expired reports whether the invitation has expired at now.

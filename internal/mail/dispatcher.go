@@ -6,10 +6,12 @@ package mail
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -26,6 +28,7 @@ type Store interface {
 	RecordAttempt(ctx context.Context, code string, slot int, a invite.Attempt) error
 	Position(ctx context.Context, code string, redeemedAt time.Time) (int, error)
 	OldestPendingMail(ctx context.Context) (time.Time, error)
+	MailTemplates(ctx context.Context, code string) (map[string]string, error)
 }
 
 // Config tunes a dispatcher; zero fields take the defaults in brackets.
@@ -85,6 +88,9 @@ type Dispatcher struct {
 	cfg       Config
 	log       logr.Logger
 	metrics   *metrics
+
+	mu       sync.Mutex
+	compiled map[string]*Templates
 }
 
 // NewDispatcher returns a dispatcher; reg receives its metrics.
@@ -97,7 +103,8 @@ func NewDispatcher(store Store, sender Sender, templates *Templates, signer *Sig
 	if err != nil {
 		return nil, err
 	}
-	return &Dispatcher{store: store, sender: sender, templates: templates, signer: signer, cfg: cfg, log: log, metrics: m}, nil
+	return &Dispatcher{store: store, sender: sender, templates: templates, signer: signer, cfg: cfg, log: log, metrics: m,
+		compiled: map[string]*Templates{}}, nil
 }
 
 // Run delivers until ctx ends.
@@ -205,13 +212,17 @@ func (d *Dispatcher) compose(ctx context.Context, o invite.Outbound) (*gomail.Ms
 	if err != nil {
 		return nil, err
 	}
+	templates, err := d.templatesFor(ctx, o.Code)
+	if err != nil {
+		return nil, err
+	}
 	expires := d.cfg.Now().Add(d.cfg.TokenTTL)
 	token := d.signer.Sign(Claims{Code: o.Code, Email: o.Email.Canonical, Expires: expires.Unix()})
 	sep := "?"
 	if strings.Contains(d.cfg.LinkBase, "?") {
 		sep = "&"
 	}
-	r, err := d.templates.Render(o.Lang, Data{
+	r, err := templates.Render(o.Lang, Data{
 		GameName: d.cfg.GameName, Code: o.Code, Position: pos,
 		Link: d.cfg.LinkBase + sep + "token=" + url.QueryEscape(token), Expires: expires.UTC().Format("2006-01-02 15:04 MST"),
 	})
@@ -234,6 +245,31 @@ func (d *Dispatcher) compose(ctx context.Context, o invite.Outbound) (*gomail.Ms
 	m.SetBodyString(gomail.TypeTextPlain, r.Text)
 	m.AddAlternativeString(gomail.TypeTextHTML, r.HTML)
 	return m, nil
+}
+
+// templatesFor returns the code's templates: the defaults with the
+// invitation's overrides (spec.mail.templatesConfigMap, validated by the
+// operator). Compiled templates are cached by their source.
+func (d *Dispatcher) templatesFor(ctx context.Context, code string) (*Templates, error) {
+	parts, err := d.store.MailTemplates(ctx, code)
+	if err != nil || len(parts) == 0 {
+		return d.templates, err
+	}
+	key, _ := json.Marshal(parts) // map keys are sorted: a stable cache key
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if t, ok := d.compiled[string(key)]; ok {
+		return t, nil
+	}
+	t, err := d.templates.Override(parts)
+	if err != nil {
+		return nil, err
+	}
+	if len(d.compiled) > 1000 {
+		clear(d.compiled)
+	}
+	d.compiled[string(key)] = t
+	return t, nil
 }
 
 // MessageID is the same for every attempt of one redemption's email.

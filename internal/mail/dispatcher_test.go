@@ -240,3 +240,22 @@ func textPart(t *testing.T, msg *mail.Message) string {
 		}
 	}
 }
+
+func TestInvitationTemplatesOverrideTheDefaults(t *testing.T) {
+	st := redeemed(t, "custom", 1)
+	inv := invite.Invitation{Code: "custom", MaxUses: 1, State: invite.StateActive,
+		MailTemplates: map[string]string{"en.subject": "Your seat for {{.GameName}}: {{.Code}}"}}
+	if err := st.PutInvitation(context.Background(), inv); err != nil {
+		t.Fatal(err)
+	}
+	srv := startSMTP(t)
+	dispatch(t, st, srv, "a", nil)
+	waitCounts(t, st, "custom", invite.MailCounts{Sent: 1})
+	msg, err := mail.ReadMessage(strings.NewReader(string(srv.Messages()[0].Data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := msg.Header.Get("Subject"); got != "Your seat for Starfall: custom" {
+		t.Errorf("subject %q", got)
+	}
+}

@@ -3,6 +3,7 @@ package mail
 import (
 	"bytes"
 	"embed"
+	"fmt"
 	htmltemplate "html/template"
 	"strings"
 	texttemplate "text/template"
@@ -75,4 +76,45 @@ func (t *Templates) Render(lang string, d Data) (Rendered, error) {
 		return Rendered{}, err
 	}
 	return Rendered{Subject: strings.TrimSpace(subject.String()), Text: text.String(), HTML: html.String()}, nil
+}
+
+// Override returns templates where the given parts replace the defaults.
+// Keys are "<lang>.<part>" (part: subject, text or html, lang: one of
+// invite.Languages); a key that is not one of those, or a template that does
+// not parse, is an error, so the operator can refuse it before any email.
+func (t *Templates) Override(parts map[string]string) (*Templates, error) {
+	out := &Templates{byLang: map[string]langTemplates{}}
+	for lang, lt := range t.byLang {
+		out.byLang[lang] = lt
+	}
+	for key, src := range parts {
+		lang, part, _ := strings.Cut(key, ".")
+		lt, ok := out.byLang[lang]
+		if !ok {
+			return nil, fmt.Errorf("template %q: language must be one of %v", key, invite.Languages)
+		}
+		var err error
+		switch part {
+		case "subject":
+			lt.subject, err = texttemplate.New(key).Option("missingkey=error").Parse(src)
+		case "text":
+			lt.text, err = texttemplate.New(key).Option("missingkey=error").Parse(src)
+		case "html":
+			lt.html, err = htmltemplate.New(key).Option("missingkey=error").Parse(src)
+		default:
+			return nil, fmt.Errorf("template %q: part must be subject, text or html", key)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("template %q: %w", key, err)
+		}
+		out.byLang[lang] = lt
+	}
+	// A template that parses can still fail on our data (an unknown field):
+	// render each language once with sample data.
+	for lang := range out.byLang {
+		if _, err := out.Render(lang, Data{GameName: "G", Code: "c", Position: 1, Link: "https://x/", Expires: "t"}); err != nil {
+			return nil, fmt.Errorf("templates for %s: %w", lang, err)
+		}
+	}
+	return out, nil
 }

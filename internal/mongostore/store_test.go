@@ -2,6 +2,7 @@ package mongostore_test
 
 import (
 	"context"
+	"reflect"
 
 	"errors"
 	"fmt"
@@ -56,7 +57,7 @@ func TestPutAndListInvitations(t *testing.T) {
 			t.Errorf("%s: expiresAt %v, want %v", got[i].Code, got[i].ExpiresAt, want[i].ExpiresAt)
 		}
 		got[i].ExpiresAt, want[i].ExpiresAt = time.Time{}, time.Time{}
-		if got[i] != want[i] {
+		if !reflect.DeepEqual(got[i], want[i]) {
 			t.Errorf("got %+v, want %+v", got[i], want[i])
 		}
 	}
