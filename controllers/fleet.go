@@ -27,6 +27,10 @@ type FleetConfig struct {
 	MongoSecretName string
 	MongoSecretKey  string
 	MongoDatabase   string
+	// MailSecretName names an optional Secret whose keys become the
+	// redeemers' environment: SMTP_HOST, SMTP_PORT, SMTP_USERNAME,
+	// SMTP_PASSWORD, MAIL_TOKEN_KEY, MAIL_FROM, GAME_NAME, MAIL_LINK_BASE…
+	MailSecretName  string
 	MinReplicas     int32 // HPA floor outside pre-scaling
 	MaxReplicas     int32
 	CPUTarget       int32 // average CPU utilisation, percent of requests
@@ -132,7 +136,11 @@ func desiredDeployment(cfg FleetConfig, c campaign) *appsv1ac.DeploymentApplyCon
 			corev1ac.EnvVar().WithName("LISTEN_ADDR").WithValue(":"+strconv.Itoa(httpPort)),
 			corev1ac.EnvVar().WithName("DRAIN_DELAY").WithValue(cfg.DrainDelay.String()),
 			corev1ac.EnvVar().WithName("SHUTDOWN_TIMEOUT").WithValue(cfg.ShutdownTimeout.String()),
+			// Without a mail server, emails go to files on this volume (the
+			// root filesystem is read-only).
+			corev1ac.EnvVar().WithName("MAIL_DIR").WithValue("/var/spool/velvetrope"),
 		).
+		WithVolumeMounts(corev1ac.VolumeMount().WithName("mail-spool").WithMountPath("/var/spool/velvetrope")).
 		WithReadinessProbe(probe("/readyz", 2, 2)).
 		WithLivenessProbe(probe("/healthz", 10, 3)).
 		WithResources(corev1ac.ResourceRequirements().
@@ -143,6 +151,10 @@ func desiredDeployment(cfg FleetConfig, c campaign) *appsv1ac.DeploymentApplyCon
 			WithReadOnlyRootFilesystem(true).
 			WithRunAsNonRoot(true).
 			WithCapabilities(corev1ac.Capabilities().WithDrop("ALL")))
+	if cfg.MailSecretName != "" {
+		container.WithEnvFrom(corev1ac.EnvFromSource().
+			WithSecretRef(corev1ac.SecretEnvSource().WithName(cfg.MailSecretName).WithOptional(true)))
+	}
 	spread := func(key string) *corev1ac.TopologySpreadConstraintApplyConfiguration {
 		return corev1ac.TopologySpreadConstraint().WithMaxSkew(1).WithTopologyKey(key).
 			WithWhenUnsatisfiable(corev1.ScheduleAnyway).
@@ -167,6 +179,7 @@ func desiredDeployment(cfg FleetConfig, c campaign) *appsv1ac.DeploymentApplyCon
 						WithRunAsUser(65532).
 						WithSeccompProfile(corev1ac.SeccompProfile().WithType(corev1.SeccompProfileTypeRuntimeDefault))).
 					WithTopologySpreadConstraints(spread("topology.kubernetes.io/zone"), spread("kubernetes.io/hostname")).
+					WithVolumes(corev1ac.Volume().WithName("mail-spool").WithEmptyDir(corev1ac.EmptyDirVolumeSource())).
 					WithContainers(container))))
 }
 

@@ -84,6 +84,12 @@ func TestDesiredFleet(t *testing.T) {
 	if !secretRef {
 		t.Error("MONGODB_URI must come from the Secret, never inline")
 	}
+	if len(c0.EnvFrom) != 1 || *c0.EnvFrom[0].SecretRef.Name != "velvetrope-mail" || !*c0.EnvFrom[0].SecretRef.Optional {
+		t.Error("mail settings come from the optional mail Secret")
+	}
+	if len(c0.VolumeMounts) != 1 || len(pod.Volumes) != 1 || pod.Volumes[0].EmptyDir == nil {
+		t.Error("the mail spool is an emptyDir: the root filesystem is read-only")
+	}
 	if h := desiredHPA(testFleet, c, 12); *h.Spec.MinReplicas != 12 || *h.Spec.MaxReplicas != 12 {
 		t.Errorf("a floor above max raises max too: min %d max %d", *h.Spec.MinReplicas, *h.Spec.MaxReplicas)
 	}

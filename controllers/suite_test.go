@@ -40,7 +40,7 @@ var (
 
 var testFleet = FleetConfig{
 	Image: "velvetrope:test", ImagePullPolicy: corev1.PullIfNotPresent,
-	MongoSecretName: "velvetrope-mongodb", MongoSecretKey: "uri", MongoDatabase: "velvetrope",
+	MongoSecretName: "velvetrope-mongodb", MongoSecretKey: "uri", MongoDatabase: "velvetrope", MailSecretName: "velvetrope-mail",
 	MinReplicas: 2, MaxReplicas: 10, CPUTarget: 60, PodCapacityRPS: 1000,
 	PrescaleWindow: 10 * time.Minute, DrainDelay: 5 * time.Second, ShutdownTimeout: 15 * time.Second,
 	CPURequest: resource.MustParse("250m"), MemoryRequest: resource.MustParse("64Mi"), MemoryLimit: resource.MustParse("256Mi"),

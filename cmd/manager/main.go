@@ -54,6 +54,7 @@ func run(args []string) error {
 	fs.StringVar(&fleet.Image, "redeemer-image", "ghcr.io/velvetrope/velvetrope:"+version, "image of the redeemer fleets")
 	fs.StringVar(&fleet.MongoSecretName, "mongodb-secret-name", "velvetrope-mongodb", "Secret in each campaign's namespace holding the MongoDB URI for redeemers")
 	fs.StringVar(&fleet.MongoSecretKey, "mongodb-secret-key", "uri", "key of that Secret")
+	fs.StringVar(&fleet.MailSecretName, "mail-secret-name", "velvetrope-mail", "optional Secret in each campaign's namespace whose keys become redeemer environment (SMTP_HOST, MAIL_TOKEN_KEY, ...); empty: none")
 	fleet.MongoDatabase = *mongoDatabase
 	fs.Func("fleet-min-replicas", "HPA minimum outside pre-scaling (default 2)", intFlag(&fleet.MinReplicas))
 	fs.Func("fleet-max-replicas", "HPA maximum (default 20)", intFlag(&fleet.MaxReplicas))
