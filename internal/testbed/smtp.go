@@ -2,8 +2,14 @@ package testbed
 
 import (
 	"bytes"
+	"encoding/base64"
+	"fmt"
 	"io"
+	"mime"
+	"mime/multipart"
 	"net"
+	"net/mail"
+	"strings"
 	"sync"
 	"time"
 
@@ -133,4 +139,41 @@ func (x *session) Data(r io.Reader) error {
 	x.s.messages = append(x.s.messages, Message{From: x.from, To: x.to, Data: b.Bytes()})
 	x.s.mu.Unlock()
 	return nil
+}
+
+// Header parses the message and returns its header.
+func (m Message) Header() (mail.Header, error) {
+	msg, err := mail.ReadMessage(bytes.NewReader(m.Data))
+	if err != nil {
+		return nil, err
+	}
+	return msg.Header, nil
+}
+
+// Text decodes the text/plain part of the message, as a mail client does
+// (multipart/alternative; quoted-printable is decoded by mime/multipart).
+func (m Message) Text() (string, error) {
+	msg, err := mail.ReadMessage(bytes.NewReader(m.Data))
+	if err != nil {
+		return "", err
+	}
+	_, params, err := mime.ParseMediaType(msg.Header.Get("Content-Type"))
+	if err != nil {
+		return "", err
+	}
+	mr := multipart.NewReader(msg.Body, params["boundary"])
+	for {
+		part, err := mr.NextPart()
+		if err != nil {
+			return "", fmt.Errorf("no text/plain part: %w", err)
+		}
+		if strings.HasPrefix(part.Header.Get("Content-Type"), "text/plain") {
+			var r io.Reader = part
+			if part.Header.Get("Content-Transfer-Encoding") == "base64" {
+				r = base64.NewDecoder(base64.StdEncoding, part)
+			}
+			b, err := io.ReadAll(r)
+			return string(b), err
+		}
+	}
 }
