@@ -1,11 +1,13 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/netip"
+	"os"
 	"strings"
 	"time"
 
@@ -85,7 +87,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&c.mail.dir, "mail-dir", "mail", "where emails are written when no --smtp-host is set")
 	fs.StringVar(&c.mail.tokenKey, "mail-token-key", "", "key (at least 32 bytes) signing registration tokens; the game's site verifies with the same key (prefer MAIL_TOKEN_KEY)")
 	fs.StringVar(&c.mail.dispatcher.From, "mail-from", "VelvetRope <beta@localhost>", "sender of the instructions email")
-	fs.StringVar(&c.mail.dispatcher.GameName, "game-name", "our game", "game name used in the email")
+	fs.StringVar(&c.mail.dispatcher.GameName, "game-name", "our game", "the game's name, on the landing page and in the email")
+	brandingFile := fs.String("branding-file", "", "JSON file with the landing page's look per campaign (docs/landing-page.md)")
 	fs.StringVar(&c.mail.dispatcher.LinkBase, "mail-link-base", "http://localhost:8080/register", "registration page; the signed token is added as ?token=")
 	fs.DurationVar(&c.mail.dispatcher.TokenTTL, "mail-token-ttl", 30*24*time.Hour, "how long a registration link works")
 	fs.IntVar(&c.mail.dispatcher.MaxAttempts, "mail-max-attempts", 8, "attempts before an email is failed (a 5xx answer fails it at once)")
@@ -106,6 +109,24 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	}
 	if err := fs.Parse(args); err != nil {
 		return c, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if *brandingFile != "" {
+		b, err := os.ReadFile(*brandingFile)
+		if err == nil {
+			err = json.Unmarshal(b, &c.http.Brands)
+		}
+		if err != nil {
+			return c, fmt.Errorf("%w: --branding-file: %v", errUsage, err)
+		}
+	}
+	if c.http.Brands.Default.Title == "" {
+		c.http.Brands.Default.Title = c.mail.dispatcher.GameName
+	}
+	if c.http.Brands.Default.Accent == "" {
+		c.http.Brands.Default.Accent = redeemer.DefaultBranding.Accent
+	}
+	if c.http.Brands.Default.Background == "" {
+		c.http.Brands.Default.Background = redeemer.DefaultBranding.Background
 	}
 	switch {
 	case fs.NArg() > 0:

@@ -76,10 +76,12 @@ Redeem a code:
   curl -i -X POST %s/invitations/twitter-reg1 -H 'Content-Type: application/json' -d '{"email":"player@example.com"}'
 Its public status:
   curl %s/invitations/twitter-reg1
+The players' landing page (open it in a browser):
+  %s/invitations/twitter-reg1
 The instructions email of each redemption is written to .dev/mail/ as an .eml file.
 Metrics: %s/metrics     Ctrl-C stops everything; data stays in .dev/ (make dev-reset wipes it).
 
-`, base, mongo.URI, len(invs), samples, base, base, base)
+`, base, mongo.URI, len(invs), samples, base, base, base, base)
 
 	select {
 	case <-ctx.Done():

@@ -88,10 +88,10 @@ func TestRedeemOutcomes(t *testing.T) {
 	expect(t, svc, "hold", "dan@example.com", 0, invite.ErrPaused)
 	expect(t, svc, "gone", "dan@example.com", 0, invite.ErrRevoked)
 
-	if st, err := svc.Status("a"); err != nil || st != (invite.PublicStatus{Code: "a", State: "exhausted", Remaining: 0}) {
+	if st, err := svc.Status("a"); err != nil || st != (invite.PublicStatus{Code: "a", Campaign: "test", State: "exhausted", Remaining: 0}) {
 		t.Errorf("Status(a) = %+v, %v", st, err)
 	}
-	if st, err := svc.Status("b"); err != nil || st != (invite.PublicStatus{Code: "b", State: "active", Remaining: 5}) {
+	if st, err := svc.Status("b"); err != nil || st != (invite.PublicStatus{Code: "b", Campaign: "test", State: "active", Remaining: 5}) {
 		t.Errorf("Status(b) = %+v, %v", st, err)
 	}
 }

@@ -81,13 +81,14 @@ func (inv Invitation) Validate() error {
 // PublicStatus is what anybody may learn about a code.
 type PublicStatus struct {
 	Code      string
+	Campaign  string
 	State     string // active, paused, exhausted, expired or revoked
 	Remaining int
 }
 
 // Status summarises inv for the public given the known usage.
 func (inv Invitation) Status(now time.Time, used int) PublicStatus {
-	st := PublicStatus{Code: inv.Code, State: string(StateActive), Remaining: max(inv.MaxUses-used, 0)}
+	st := PublicStatus{Code: inv.Code, Campaign: inv.Campaign, State: string(StateActive), Remaining: max(inv.MaxUses-used, 0)}
 	switch inv.Open(now, used) {
 	case ErrRevoked:
 		st.State = string(StateRevoked)

@@ -18,21 +18,22 @@ func TestOpen(t *testing.T) {
 		want error
 		st   PublicStatus
 	}{
-		{"open", active, 3, nil, PublicStatus{"c", "active", 7}},
-		{"last slot", active, 9, nil, PublicStatus{"c", "active", 1}},
-		{"full", active, 10, ErrExhausted, PublicStatus{"c", "exhausted", 0}},
-		{"over after maxUses lowered", active, 12, ErrExhausted, PublicStatus{"c", "exhausted", 0}},
-		{"expires later", withExpiry(active, now.Add(time.Second)), 0, nil, PublicStatus{"c", "active", 10}},
-		{"expired at the instant", withExpiry(active, now), 0, ErrExpired, PublicStatus{"c", "expired", 0}},
-		{"paused", withState(active, StatePaused), 1, ErrPaused, PublicStatus{"c", "paused", 9}},
-		{"paused beats full", withState(active, StatePaused), 10, ErrPaused, PublicStatus{"c", "paused", 0}},
-		{"revoked beats all", withExpiry(withState(active, StateRevoked), now), 10, ErrRevoked, PublicStatus{"c", "revoked", 0}},
-		{"unknown state", withState(active, "weird"), 0, ErrRevoked, PublicStatus{"c", "revoked", 0}},
+		{"open", active, 3, nil, PublicStatus{Code: "c", State: "active", Remaining: 7}},
+		{"last slot", active, 9, nil, PublicStatus{Code: "c", State: "active", Remaining: 1}},
+		{"full", active, 10, ErrExhausted, PublicStatus{Code: "c", State: "exhausted", Remaining: 0}},
+		{"over after maxUses lowered", active, 12, ErrExhausted, PublicStatus{Code: "c", State: "exhausted", Remaining: 0}},
+		{"expires later", withExpiry(active, now.Add(time.Second)), 0, nil, PublicStatus{Code: "c", State: "active", Remaining: 10}},
+		{"expired at the instant", withExpiry(active, now), 0, ErrExpired, PublicStatus{Code: "c", State: "expired", Remaining: 0}},
+		{"paused", withState(active, StatePaused), 1, ErrPaused, PublicStatus{Code: "c", State: "paused", Remaining: 9}},
+		{"paused beats full", withState(active, StatePaused), 10, ErrPaused, PublicStatus{Code: "c", State: "paused", Remaining: 0}},
+		{"revoked beats all", withExpiry(withState(active, StateRevoked), now), 10, ErrRevoked, PublicStatus{Code: "c", State: "revoked", Remaining: 0}},
+		{"unknown state", withState(active, "weird"), 0, ErrRevoked, PublicStatus{Code: "c", State: "revoked", Remaining: 0}},
 	}
 	for _, tt := range tests {
 		if got := tt.inv.Open(now, tt.used); !errors.Is(got, tt.want) || (tt.want == nil) != (got == nil) {
 			t.Errorf("%s: Open = %v, want %v", tt.name, got, tt.want)
 		}
+		tt.st.Campaign = tt.inv.Campaign
 		if got := tt.inv.Status(now, tt.used); got != tt.st {
 			t.Errorf("%s: Status = %+v, want %+v", tt.name, got, tt.st)
 		}

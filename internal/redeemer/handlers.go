@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"mime"
 	"net/http"
 
 	"github.com/velvetrope/velvetrope/internal/invite"
@@ -29,6 +30,10 @@ type statusResponse struct {
 
 func (s *Server) handleRedeem() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "application/x-www-form-urlencoded" {
+			s.handleForm(w, r) // the landing page without JavaScript
+			return
+		}
 		out, err := s.redeem(w, r)
 		if err != nil {
 			s.metrics.outcome(err)
@@ -72,6 +77,10 @@ func (s *Server) redeem(w http.ResponseWriter, r *http.Request) (invite.Outcome,
 func (s *Server) handleStatus() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		code := r.PathValue("code")
+		if wantsHTML(r) {
+			s.renderPage(w, r, http.StatusOK, code, pageLang(r), "", "", "")
+			return
+		}
 		if !invite.ValidCode(code) {
 			s.problem(w, r, invite.ErrUnknownCode)
 			return

@@ -18,6 +18,7 @@ var (
 	errBodyTooLarge         = errors.New("request body too large")
 	errMalformed            = errors.New("malformed request")
 	errRateLimited          = errors.New("rate limited")
+	errCrossOrigin          = errors.New("cross-origin form post")
 )
 
 func malformed(detail string) error { return detailed{errMalformed, detail} }
@@ -46,6 +47,7 @@ var problemTable = []problemKind{
 	{invite.ErrInvalidEmail, http.StatusBadRequest, "invalid-email", "The email address is not valid", 0},
 	{errNotFound, http.StatusNotFound, "not-found", "There is nothing here", 0},
 	{invite.ErrUnknownCode, http.StatusNotFound, "unknown-invitation", "There is no invitation with this code", 0},
+	{errCrossOrigin, http.StatusForbidden, "cross-origin", "Forms may only be posted from this site", 0},
 	{errMethodNotAllowed, http.StatusMethodNotAllowed, "method-not-allowed", "This method is not allowed here", 0},
 	{invite.ErrUsedElsewhere, http.StatusConflict, "email-used-elsewhere", "This email has already redeemed another invitation", 0},
 	{invite.ErrExhausted, http.StatusGone, "invitation-exhausted", "This invitation has been used up", 0},

@@ -10,6 +10,7 @@ import (
 func (s *Server) routes() {
 	s.mux.Handle("POST /invitations/{code}", s.instrument("redeem", s.rateLimit(s.handleRedeem())))
 	s.mux.Handle("GET /invitations/{code}", s.instrument("status", s.handleStatus()))
+	s.mux.Handle("GET /invitations/{code}/result", s.instrument("page", http.HandlerFunc(s.handleResult)))
 	s.mux.Handle("/invitations/{code}", s.instrument("other", s.methodNotAllowed("GET, HEAD, POST")))
 	s.mux.HandleFunc("GET /healthz", s.handleHealthz)
 	s.mux.HandleFunc("GET /readyz", s.handleReadyz)

@@ -7,6 +7,7 @@ package redeemer
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/netip"
 	"path"
@@ -36,6 +37,7 @@ type Config struct {
 	RateLimit      uint64          // redemption requests per RateInterval per client IP; 0 disables
 	RateInterval   time.Duration   // [1m]
 	TrustedProxies []netip.Prefix  // X-Forwarded-For is believed only from these
+	Brands         Brands          // landing page look per campaign
 }
 
 // Server handles every route of a redeemer.
@@ -46,6 +48,8 @@ type Server struct {
 	metrics  *metrics
 	registry *prometheus.Registry
 	limiter  limiter.Store
+	brands   Brands
+	csrf     *http.CrossOriginProtection
 	mux      *http.ServeMux
 	draining atomic.Bool
 }
@@ -77,7 +81,14 @@ func NewServer(cfg Config, r Redeemer, reg *prometheus.Registry, log logr.Logger
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, redeemer: r, log: log, metrics: m, registry: reg, limiter: lim, mux: http.NewServeMux()}
+	if cfg.Brands.Default.Title == "" && cfg.Brands.Default.Accent == "" {
+		cfg.Brands.Default = DefaultBranding
+	}
+	if err := cfg.Brands.Validate(); err != nil {
+		return nil, fmt.Errorf("branding: %w", err)
+	}
+	s := &Server{cfg: cfg, redeemer: r, log: log, metrics: m, registry: reg, limiter: lim, brands: cfg.Brands,
+		csrf: http.NewCrossOriginProtection(), mux: http.NewServeMux()}
 	s.routes()
 	return s, nil
 }

@@ -1,0 +1,287 @@
+package redeemer
+
+import (
+	"bytes"
+	"crypto/sha256"
+	_ "embed"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"html/template"
+	"mime"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+
+	"github.com/velvetrope/velvetrope/internal/invite"
+)
+
+// The landing page: GET /invitations/{code} with Accept: text/html. It is
+// served from memory (no MongoDB round trip), cacheable for a few seconds,
+// works without JavaScript (a form POST answered with a redirect to a result
+// page, so a reload never re-submits) and is enhanced by a small script.
+
+//go:embed web/page.html
+var pageSource string
+
+//go:embed web/enhance.js
+var enhanceJS string
+
+var (
+	pageTemplate = template.Must(template.New("page").Parse(pageSource))
+	// The only script is ours; the Content-Security-Policy allows exactly it.
+	scriptHash = func() string { s := sha256.Sum256([]byte(enhanceJS)); return base64.StdEncoding.EncodeToString(s[:]) }()
+	pageCSP    = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data: https:; connect-src 'self'; " +
+		"script-src 'sha256-" + scriptHash + "'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+	colorRE = regexp.MustCompile(`^#[0-9a-fA-F]{3,8}$`)
+)
+
+// Branding is how a campaign's page looks.
+type Branding struct {
+	Title      string `json:"title"`      // the game's name
+	LogoURL    string `json:"logoURL"`    // https:// or data: image URL; empty: none
+	Accent     string `json:"accent"`     // button colour, #rgb or #rrggbb
+	Background string `json:"background"` // page colour
+	Links      []Link `json:"links"`      // shown at the bottom
+}
+
+// Link is a link at the bottom of the page.
+type Link struct {
+	Text string `json:"text"`
+	URL  string `json:"url"`
+}
+
+// Brands is the branding of every campaign, with a default.
+type Brands struct {
+	Default   Branding            `json:"default"`
+	Campaigns map[string]Branding `json:"campaigns"`
+}
+
+// DefaultBranding is clean and neutral.
+var DefaultBranding = Branding{Title: "our game", Accent: "#2f4bb3", Background: "#f7f7f8"}
+
+// Validate refuses colours and URLs that could break out of their place.
+func (b Brands) Validate() error {
+	for name, br := range b.Campaigns {
+		if err := br.validate(); err != nil {
+			return fmt.Errorf("campaign %s: %w", name, err)
+		}
+	}
+	return b.Default.validate()
+}
+
+func (b Branding) validate() error {
+	for _, c := range []string{b.Accent, b.Background} {
+		if c != "" && !colorRE.MatchString(c) {
+			return fmt.Errorf("colour %q: use #rgb or #rrggbb", c)
+		}
+	}
+	urls := []string{b.LogoURL}
+	for _, l := range b.Links {
+		urls = append(urls, l.URL)
+	}
+	for _, u := range urls {
+		if u != "" && !strings.HasPrefix(u, "https://") && !strings.HasPrefix(u, "data:image/") && !strings.HasPrefix(u, "/") {
+			return fmt.Errorf("URL %q: use https://, data:image/ or a path", u)
+		}
+	}
+	return nil
+}
+
+func (b Brands) forCampaign(campaign string) Branding {
+	br, ok := b.Campaigns[campaign]
+	if !ok {
+		br = b.Default
+	}
+	if br.Title == "" {
+		br.Title = b.Default.Title
+	}
+	if br.Accent == "" {
+		br.Accent = b.Default.Accent
+	}
+	if br.Background == "" {
+		br.Background = b.Default.Background
+	}
+	return br
+}
+
+// wantsHTML reports whether the client asked for a page: browsers put
+// text/html first in Accept; API clients send JSON or */*.
+func wantsHTML(r *http.Request) bool {
+	for _, part := range strings.Split(r.Header.Get("Accept"), ",") {
+		mt, _, _ := mime.ParseMediaType(strings.TrimSpace(part))
+		switch mt {
+		case "text/html", "application/xhtml+xml":
+			return true
+		case "application/json", "application/problem+json":
+			return false
+		}
+	}
+	return false
+}
+
+// pageLang is ?lang= when given, else the browser's preference.
+func pageLang(r *http.Request) string {
+	if l := r.URL.Query().Get("lang"); l == "en" || l == "ru" {
+		return l
+	}
+	return invite.PreferredLanguage(r.Header.Get("Accept-Language"))
+}
+
+// result keys: what the page says after a redemption attempt.
+var resultOf = map[string]string{
+	"unknown-invitation": "unknown", "invitation-exhausted": "full", "invitation-expired": "expired",
+	"invitation-revoked": "revoked", "invitation-paused": "paused", "email-used-elsewhere": "elsewhere",
+	"invalid-email": "invalid", "rate-limited": "busy", "busy": "busy", "unavailable": "busy",
+}
+
+type page struct {
+	Lang, Code, Email, Error, Action string
+	T                                map[string]string
+	Brand                            Branding
+	StateText                        string
+	Open                             bool
+	ResultText, ResultKind           string
+	Switch                           struct{ Lang, Label, URL string }
+	Msgs                             map[string]any
+	Script                           template.JS
+}
+
+// renderPage writes the landing page for code in lang, with an optional
+// result (a key of the strings table) and a typed email with its error.
+func (s *Server) renderPage(w http.ResponseWriter, r *http.Request, status int, code, lang, result, email, fieldError string) {
+	st, err := s.redeemer.Status(code)
+	if err != nil && !errors.Is(err, invite.ErrUnknownCode) {
+		s.problem(w, r, err)
+		return
+	}
+	t := strings2[lang]
+	p := page{Lang: lang, Code: code, Email: email, Error: fieldError, T: map[string]string{}, Action: "/invitations/" + code,
+		Brand: s.brands.forCampaign(st.Campaign), Script: template.JS(enhanceJS)}
+	for k, v := range t {
+		p.T[k] = strings.ReplaceAll(v, "{game}", p.Brand.Title)
+	}
+	switch {
+	case errors.Is(err, invite.ErrUnknownCode):
+		status, p.StateText = http.StatusNotFound, p.T["unknown"]
+	case st.State == "active":
+		p.Open, p.StateText = true, strings.ReplaceAll(p.T["remaining"], "{n}", fmt.Sprint(st.Remaining))
+	default:
+		p.StateText = p.T[map[string]string{"paused": "paused", "exhausted": "full", "expired": "expired", "revoked": "revoked"}[st.State]]
+	}
+	if result != "" {
+		p.ResultText = p.T[result]
+		p.ResultKind = "error"
+		switch result {
+		case "redeemed", "already":
+			p.ResultKind, p.Open = "success", false
+		case "busy", "paused":
+			p.ResultKind = "info"
+		}
+	}
+	other := map[string]string{"en": "ru", "ru": "en"}[lang]
+	p.Switch.Lang, p.Switch.Label = other, strings2[other]["switch"]
+	p.Switch.URL = "/invitations/" + url.PathEscape(code) + "?lang=" + other
+	msgs := map[string]any{"codes": resultOf}
+	for k, v := range p.T {
+		msgs[k] = v
+	}
+	p.Msgs = msgs
+
+	var b bytes.Buffer
+	if err := pageTemplate.Execute(&b, p); err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	sum := sha256.Sum256(b.Bytes())
+	etag := `"` + hex.EncodeToString(sum[:12]) + `"`
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Content-Security-Policy", pageCSP)
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Vary", "Accept, Accept-Language")
+	if status == http.StatusOK && email == "" {
+		// The page holds nothing personal: a few seconds of caching lets
+		// browsers and CDNs absorb a crowd; the ETag makes revalidation free.
+		h.Set("Cache-Control", "public, max-age=5")
+		h.Set("ETag", etag)
+		if r.Header.Get("If-None-Match") == etag {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+	} else {
+		h.Set("Cache-Control", "no-store")
+	}
+	w.WriteHeader(status)
+	w.Write(b.Bytes())
+}
+
+// handleForm is the redemption without JavaScript: a form POST, answered
+// with 303 to the result page (Post/Redirect/Get), or with the page again and
+// the typed email when it is invalid. Cross-site form posts are refused
+// (CSRF): browsers say where a request comes from (Sec-Fetch-Site, Origin).
+func (s *Server) handleForm(w http.ResponseWriter, r *http.Request) {
+	code := r.PathValue("code")
+	if err := s.csrf.Check(r); err != nil {
+		s.problem(w, r, errCrossOrigin)
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
+	if err := r.ParseForm(); err != nil {
+		s.problem(w, r, decodeError(err))
+		return
+	}
+	lang := r.PostForm.Get("lang")
+	if lang != "en" && lang != "ru" {
+		lang = pageLang(r)
+	}
+	raw := r.PostForm.Get("email")
+	if !invite.ValidCode(code) {
+		s.renderPage(w, r, http.StatusNotFound, code, lang, "", "", "")
+		return
+	}
+	email, err := invite.ParseEmail(raw, *s.cfg.Folding)
+	if err != nil {
+		s.metrics.outcome(err)
+		s.renderPage(w, r, http.StatusBadRequest, code, lang, "", raw, strings2[lang]["invalid"])
+		return
+	}
+	out, err := s.redeemer.Redeem(r.Context(), code, email, lang)
+	result := "redeemed"
+	switch {
+	case err != nil:
+		s.metrics.outcome(err)
+		result = "error"
+		for _, k := range problemTable {
+			if errors.Is(err, k.err) {
+				if key, ok := resultOf[k.code]; ok {
+					result = key
+				}
+			}
+		}
+	case out == invite.AlreadyRedeemed:
+		result = "already"
+		s.metrics.outcomes.WithLabelValues("already-redeemed").Inc()
+	default:
+		s.metrics.outcomes.WithLabelValues("redeemed").Inc()
+	}
+	http.Redirect(w, r, "/invitations/"+url.PathEscape(code)+"/result?outcome="+result+"&lang="+lang, http.StatusSeeOther)
+}
+
+// handleResult shows the outcome of a form POST; reloading it re-submits
+// nothing.
+func (s *Server) handleResult(w http.ResponseWriter, r *http.Request) {
+	code := r.PathValue("code")
+	result := r.URL.Query().Get("outcome")
+	if _, ok := strings2["en"][result]; !ok || result == "title" {
+		result = ""
+	}
+	status := http.StatusOK
+	if !invite.ValidCode(code) {
+		status = http.StatusNotFound
+	}
+	s.renderPage(w, r, status, code, pageLang(r), result, "", "")
+}
