@@ -17,6 +17,7 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	gomail "github.com/wneessen/go-mail"
+	"golang.org/x/time/rate"
 
 	"github.com/velvetrope/velvetrope/internal/invite"
 )
@@ -43,8 +44,11 @@ type Config struct {
 	// Lease is how long an attempt belongs to its dispatcher [2m]; a send
 	// gets SendTimeout, which must be shorter, so a live dispatcher never
 	// records an outcome after its lease ran out [30s].
-	Lease, SendTimeout      time.Duration
-	MaxAttempts             int           // then the email is failed [8]
+	Lease, SendTimeout time.Duration
+	MaxAttempts        int // then the email is failed [8]
+	// Rate caps emails sent per second by this dispatcher (0: no cap), so
+	// mail shares the pod's CPU with a flash crowd instead of taking it.
+	Rate                    float64
 	BaseBackoff, MaxBackoff time.Duration // exponential, with full jitter [30s, 1h]
 	Now                     func() time.Time
 }
@@ -88,6 +92,7 @@ type Dispatcher struct {
 	cfg       Config
 	log       logr.Logger
 	metrics   *metrics
+	limiter   *rate.Limiter // nil: no cap
 
 	mu       sync.Mutex
 	compiled map[string]*Templates
@@ -103,8 +108,12 @@ func NewDispatcher(store Store, sender Sender, templates *Templates, signer *Sig
 	if err != nil {
 		return nil, err
 	}
-	return &Dispatcher{store: store, sender: sender, templates: templates, signer: signer, cfg: cfg, log: log, metrics: m,
-		compiled: map[string]*Templates{}}, nil
+	d := &Dispatcher{store: store, sender: sender, templates: templates, signer: signer, cfg: cfg, log: log, metrics: m,
+		compiled: map[string]*Templates{}}
+	if cfg.Rate > 0 {
+		d.limiter = rate.NewLimiter(rate.Limit(cfg.Rate), max(1, int(cfg.Rate)))
+	}
+	return d, nil
 }
 
 // Run delivers until ctx ends.
@@ -139,6 +148,9 @@ func (d *Dispatcher) Round(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	for _, o := range due {
+		if d.limiter != nil && d.limiter.Wait(ctx) != nil {
+			break
+		}
 		if ctx.Err() != nil {
 			break
 		}
