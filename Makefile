@@ -115,8 +115,12 @@ docker-build: ## Build the container image (needs a Docker engine).
 
 ##@ Run
 
+.PHONY: dev
+dev: testbed ## The whole platform locally: control plane, operator, MongoDB test bed, redeemers behind a proxy on 127.0.0.1:8080.
+	$(GO) run ./hack/dev
+
 .PHONY: run-local
-run-local: testbed ## Run a redeemer on 127.0.0.1:8080 with the FerretDB test bed and the sample invitations.
+run-local: testbed ## Just a redeemer on 127.0.0.1:8080 with the FerretDB test bed and the sample invitations (no Kubernetes).
 	$(GO) run ./hack/runlocal
 
 .PHONY: dev-reset
