@@ -12,7 +12,8 @@ FERRETDB := bin/ferretdb-$(FERRETDB_VERSION)
 FUZZTIME ?= 30s
 CONTROLLER_GEN_VERSION := $(shell awk '{for (i = 1; i < NF; i++) if ($$i == "sigs.k8s.io/controller-tools") print $$(i+1)}' hack/tools/codegen/go.mod)
 CONTROLLER_GEN := bin/controller-gen-$(CONTROLLER_GEN_VERSION)
-GENERATED := api/v1alpha1/zz_generated.deepcopy.go config/crd/bases/velvetrope.io_invitations.yaml config/rbac/role.yaml
+GENERATED := api/v1alpha1/zz_generated.deepcopy.go config/crd/bases/velvetrope.io_invitations.yaml config/rbac/role.yaml \
+	charts/velvetrope/crds/velvetrope.io_invitations.yaml charts/velvetrope/files/role.yaml
 
 .DEFAULT_GOAL := help
 
@@ -58,6 +59,8 @@ bench: testbed ## Flash-crowd benchmark: two redeemers on the test bed, audit, e
 manifests: $(CONTROLLER_GEN) ## Generate the CRD and RBAC from the markers in api/ and controllers/.
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd paths=./api/... paths=./controllers/... \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+	cp config/crd/bases/velvetrope.io_invitations.yaml charts/velvetrope/crds/
+	cp config/rbac/role.yaml charts/velvetrope/files/role.yaml
 
 .PHONY: generate
 generate: $(CONTROLLER_GEN) ## Generate the deepcopy code of api/.

@@ -1,0 +1,212 @@
+// Package charts tests the Helm chart with the Helm SDK, as `helm lint` and
+// `helm install --dry-run` would, and keeps it in sync with config/.
+package charts
+
+import (
+	"bytes"
+	"os"
+	"strings"
+	"testing"
+
+	"helm.sh/helm/v3/pkg/action"
+	"helm.sh/helm/v3/pkg/chart/loader"
+	"helm.sh/helm/v3/pkg/chartutil"
+	appsv1 "k8s.io/api/apps/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/yaml"
+)
+
+// render installs the chart client-side (no cluster) and returns every object.
+func render(t *testing.T, values map[string]any) ([]*unstructured.Unstructured, error) {
+	t.Helper()
+	ch, err := loader.Load("velvetrope")
+	if err != nil {
+		t.Fatal(err)
+	}
+	install := action.NewInstall(&action.Configuration{})
+	install.DryRun, install.ClientOnly, install.IncludeCRDs = true, true, true
+	install.ReleaseName, install.Namespace = "vr", "velvetrope-system"
+	install.KubeVersion = &chartutil.KubeVersion{Version: "v1.37.0", Major: "1", Minor: "37"}
+	rel, err := install.Run(ch, values)
+	if err != nil {
+		return nil, err
+	}
+	var objs []*unstructured.Unstructured
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader([]byte(rel.Manifest)), 4096)
+	for {
+		var o map[string]any
+		if err := dec.Decode(&o); err != nil {
+			break
+		}
+		if len(o) == 0 {
+			continue
+		}
+		u := &unstructured.Unstructured{Object: o}
+		if u.GetKind() == "" || u.GetAPIVersion() == "" {
+			t.Fatalf("an object without kind or apiVersion: %v", o)
+		}
+		objs = append(objs, u)
+	}
+	return objs, nil
+}
+
+func find(t *testing.T, objs []*unstructured.Unstructured, kind string, into any) bool {
+	t.Helper()
+	for _, o := range objs {
+		if o.GetKind() == kind {
+			if into != nil {
+				if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, into); err != nil {
+					t.Fatalf("%s does not parse as its type: %v", kind, err)
+				}
+			}
+			return true
+		}
+	}
+	return false
+}
+
+func TestDefaultRender(t *testing.T) {
+	objs, err := render(t, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kind := range []string{"CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Deployment", "PodDisruptionBudget", "Service"} {
+		if !find(t, objs, kind, nil) {
+			t.Errorf("no %s", kind)
+		}
+	}
+	for _, kind := range []string{"ServiceMonitor", "NetworkPolicy", "Ingress"} {
+		if find(t, objs, kind, nil) {
+			t.Errorf("%s rendered though not enabled", kind)
+		}
+	}
+
+	var d appsv1.Deployment
+	find(t, objs, "Deployment", &d)
+	pod := d.Spec.Template.Spec
+	c := pod.Containers[0]
+	switch {
+	case *d.Spec.Replicas != 2 || !strings.Contains(strings.Join(c.Args, " "), "--leader-elect=true"):
+		t.Error("two replicas with leader election")
+	case c.ReadinessProbe == nil || c.ReadinessProbe.HTTPGet.Path != "/readyz" || c.LivenessProbe == nil || c.LivenessProbe.HTTPGet.Path != "/healthz":
+		t.Error("probes")
+	case pod.SecurityContext == nil || !*pod.SecurityContext.RunAsNonRoot || !*c.SecurityContext.ReadOnlyRootFilesystem ||
+		*c.SecurityContext.AllowPrivilegeEscalation || c.SecurityContext.Capabilities.Drop[0] != "ALL":
+		t.Error("securityContext")
+	case c.Env[0].Name != "MONGODB_URI" || c.Env[0].ValueFrom == nil || c.Env[0].ValueFrom.SecretKeyRef.Name != "velvetrope-mongodb":
+		t.Error("the MongoDB URI must come from the Secret")
+	case c.Image != "ghcr.io/velvetrope/velvetrope:dev":
+		t.Errorf("image %s", c.Image)
+	}
+	var pdb policyv1.PodDisruptionBudget
+	find(t, objs, "PodDisruptionBudget", &pdb)
+	for k, v := range pdb.Spec.Selector.MatchLabels {
+		if d.Spec.Template.Labels[k] != v {
+			t.Errorf("the PDB selects %s=%s, which the pods lack", k, v)
+		}
+	}
+
+	// RBAC: the generated rules, cluster-wide; leader election namespaced; no wildcards.
+	var cr rbacv1.ClusterRole
+	find(t, objs, "ClusterRole", &cr)
+	var generated rbacv1.ClusterRole
+	b, _ := os.ReadFile("../config/rbac/role.yaml")
+	if err := yaml.Unmarshal(b, &generated); err != nil {
+		t.Fatal(err)
+	}
+	if len(cr.Rules) == 0 || len(cr.Rules) != len(generated.Rules) {
+		t.Errorf("ClusterRole has %d rules, the generated role %d", len(cr.Rules), len(generated.Rules))
+	}
+	var role rbacv1.Role
+	find(t, objs, "Role", &role)
+	if role.Namespace != "velvetrope-system" {
+		t.Errorf("leader election Role in %q", role.Namespace)
+	}
+	for _, r := range append(cr.Rules, role.Rules...) {
+		for _, s := range append(append(r.Verbs, r.Resources...), r.APIGroups...) {
+			if s == "*" {
+				t.Errorf("wildcard in RBAC: %+v", r)
+			}
+		}
+	}
+}
+
+func TestNonDefaultRender(t *testing.T) {
+	objs, err := render(t, map[string]any{
+		"image":         map[string]any{"repository": "registry.example.com/vr", "tag": "1.2.3"},
+		"manager":       map[string]any{"replicas": 3},
+		"metrics":       map[string]any{"serviceMonitor": map[string]any{"enabled": true}},
+		"networkPolicy": map[string]any{"enabled": true},
+		"ingress": map[string]any{"enabled": true, "namespace": "starfall", "host": "play.example.com", "tlsSecretName": "play-tls",
+			"routes": []any{map[string]any{"code": "twitter-reg1", "campaign": "twitter"}, map[string]any{"code": "telegram-test", "campaign": "telegram"}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d appsv1.Deployment
+	find(t, objs, "Deployment", &d)
+	if *d.Spec.Replicas != 3 || d.Spec.Template.Spec.Containers[0].Image != "registry.example.com/vr:1.2.3" ||
+		!strings.Contains(strings.Join(d.Spec.Template.Spec.Containers[0].Args, " "), "--redeemer-image=registry.example.com/vr:1.2.3") {
+		t.Error("replicas, image and the fleets' image follow the values")
+	}
+	if !find(t, objs, "ServiceMonitor", nil) || !find(t, objs, "NetworkPolicy", &networkingv1.NetworkPolicy{}) {
+		t.Error("ServiceMonitor and NetworkPolicy when enabled")
+	}
+	var ing networkingv1.Ingress
+	if !find(t, objs, "Ingress", &ing) {
+		t.Fatal("no Ingress")
+	}
+	paths := ing.Spec.Rules[0].HTTP.Paths
+	if ing.Namespace != "starfall" || len(paths) != 2 || paths[0].Path != "/invitations/twitter-reg1" || paths[0].Backend.Service.Name != "velvetrope-twitter" ||
+		ing.Spec.TLS[0].SecretName != "play-tls" {
+		t.Errorf("Ingress: %+v", ing.Spec)
+	}
+}
+
+func TestBadValuesFailAtInstall(t *testing.T) {
+	for name, values := range map[string]map[string]any{
+		"replicas not a number":  {"manager": map[string]any{"replicas": "two"}},
+		"unknown value":          {"replica": 2},
+		"CPU target over 100":    {"fleet": map[string]any{"cpuTarget": 101}},
+		"duration without unit":  {"fleet": map[string]any{"prescaleWindow": "15"}},
+		"code that is no code":   {"ingress": map[string]any{"enabled": true, "namespace": "x", "routes": []any{map[string]any{"code": "Bad_Code", "campaign": "x"}}}},
+		"ingress without a home": {"ingress": map[string]any{"enabled": true, "routes": []any{}}},
+	} {
+		if _, err := render(t, values); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func TestLint(t *testing.T) {
+	lint := action.NewLint()
+	res := lint.Run([]string{"velvetrope"}, nil)
+	for _, m := range res.Messages {
+		if m.Severity >= 2 { // support.WarningSev and above
+			t.Errorf("lint: %s", m)
+		}
+	}
+	for _, err := range res.Errors {
+		t.Errorf("lint: %v", err)
+	}
+}
+
+// TestChartMatchesConfig: the chart's CRD and RBAC rules are copies of the
+// generated ones (make manifests copies them): chart and kustomize agree.
+func TestChartMatchesConfig(t *testing.T) {
+	for chartFile, source := range map[string]string{
+		"velvetrope/crds/velvetrope.io_invitations.yaml": "../config/crd/bases/velvetrope.io_invitations.yaml",
+		"velvetrope/files/role.yaml":                     "../config/rbac/role.yaml",
+	} {
+		a, errA := os.ReadFile(chartFile)
+		b, errB := os.ReadFile(source)
+		if errA != nil || errB != nil || !bytes.Equal(a, b) {
+			t.Errorf("%s differs from %s: run make manifests", chartFile, source)
+		}
+	}
+}
