@@ -5,6 +5,7 @@
 package loadgen
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -212,7 +213,7 @@ func send(ctx context.Context, c *http.Client, cfg Config, i int, code, email st
 func post(ctx context.Context, c *http.Client, url string, body []byte) (int, time.Duration) {
 	// Requests outlive the run's deadline: an answer already on its way is
 	// part of the result.
-	req, err := http.NewRequestWithContext(context.WithoutCancel(ctx), http.MethodPost, url, strings.NewReader(string(body)))
+	req, err := http.NewRequestWithContext(context.WithoutCancel(ctx), http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return 0, 0
 	}

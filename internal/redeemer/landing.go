@@ -255,12 +255,8 @@ func (s *Server) handleForm(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		s.metrics.outcome(err)
 		result = "error"
-		for _, k := range problemTable {
-			if errors.Is(err, k.err) {
-				if key, ok := resultOf[k.code]; ok {
-					result = key
-				}
-			}
+		if k, _ := kindOf(err); resultOf[k.code] != "" {
+			result = resultOf[k.code]
 		}
 	case out == invite.AlreadyRedeemed:
 		result = "already"

@@ -1,7 +1,6 @@
 package redeemer
 
 import (
-	"errors"
 	"net/http"
 	"strconv"
 	"time"
@@ -46,13 +45,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 
 // outcome counts a failed redemption by its problem code.
 func (m *metrics) outcome(err error) {
-	for _, k := range problemTable {
-		if errors.Is(err, k.err) {
-			m.outcomes.WithLabelValues(k.code).Inc()
-			return
-		}
-	}
-	m.outcomes.WithLabelValues(internalProblem.code).Inc()
+	k, _ := kindOf(err)
+	m.outcomes.WithLabelValues(k.code).Inc()
 }
 
 // instrument counts and times the requests of one route.

@@ -63,6 +63,17 @@ var problemTable = []problemKind{
 
 var internalProblem = problemKind{nil, http.StatusInternalServerError, "internal", "Something went wrong on our side", 0}
 
+// kindOf finds err's row of the table: the first that matches, or the
+// generic 500 row (found false). Every classification of an error uses it.
+func kindOf(err error) (problemKind, bool) {
+	for _, k := range problemTable {
+		if errors.Is(err, k.err) {
+			return k, true
+		}
+	}
+	return internalProblem, false
+}
+
 // ProblemTypeBase prefixes every problem type URI.
 const ProblemTypeBase = "https://velvetrope.io/problems/"
 
@@ -77,13 +88,7 @@ type problemBody struct {
 // problem writes err as application/problem+json. Unknown errors become a
 // generic 500; their text goes to the log only.
 func (s *Server) problem(w http.ResponseWriter, r *http.Request, err error) {
-	kind, found := internalProblem, false
-	for _, k := range problemTable {
-		if errors.Is(err, k.err) {
-			kind, found = k, true
-			break
-		}
-	}
+	kind, found := kindOf(err)
 	body := problemBody{Type: ProblemTypeBase + kind.code, Title: kind.title, Status: kind.status, Code: kind.code}
 	var d detailed
 	switch {
