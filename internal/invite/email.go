@@ -45,6 +45,14 @@ var lookup = idna.New(idna.MapForLookup(), idna.BidiRule(), idna.StrictDomainNam
 // ParseEmail validates raw as a bare addr-spec (no display name, no comments,
 // no quoted local part, no IP literal) and returns it with its canonical form.
 // Errors wrap ErrInvalidEmail with a reason fit to show the player.
+//
+// Raw and Canonical must name the same mailbox: mail goes to Raw, uniqueness
+// is enforced on Canonical, so a normalisation that changes the mailbox lets
+// one player take another's slot (victim@gmail。com stored as
+// victim@gmail.com). Canonical therefore differs from Raw only by ASCII case,
+// the folds in f and one trailing dot of the domain; an address that any
+// other normalisation (Unicode case, NFC, UTS 46 mapping) would change is
+// rejected rather than silently rewritten.
 func ParseEmail(raw string, f Folding) (Email, error) {
 	raw = strings.TrimSpace(raw)
 	switch {
@@ -59,9 +67,16 @@ func ParseEmail(raw string, f Folding) (Email, error) {
 	if at <= 0 || at == len(raw)-1 {
 		return Email{}, invalid("email must look like name@example.com")
 	}
-	local, domain := norm.NFC.String(raw[:at]), raw[at+1:]
+	local, domain := raw[:at], raw[at+1:]
 	if len(local) > maxLocalLen {
 		return Email{}, invalid("the part before @ is longer than %d characters", maxLocalLen)
+	}
+	// Lower-casing must touch ASCII letters only: the Kelvin sign K would
+	// become k, and mail servers compare non-ASCII local parts as bytes.
+	for _, r := range local {
+		if l := unicode.ToLower(r); r >= utf8.RuneSelf && l != r {
+			return Email{}, invalid("the part before @ contains %q, which changes when lower-cased; type it as %q", r, l)
+		}
 	}
 	if err := checkLocal(local); err != nil {
 		return Email{}, err
@@ -71,7 +86,7 @@ func ParseEmail(raw string, f Folding) (Email, error) {
 		return Email{}, err
 	}
 
-	local = norm.NFC.String(strings.ToLower(local))
+	local = strings.ToLower(local)
 	if f.PlusTags {
 		if i := strings.IndexByte(local, '+'); i >= 0 {
 			local = local[:i]
@@ -83,8 +98,9 @@ func ParseEmail(raw string, f Folding) (Email, error) {
 	if local == "" {
 		return Email{}, invalid("the part before @ is empty once +tags are removed")
 	}
-	// Folding can leave a form that is no address ("a.+x" -> "a."); the
-	// canonical form must itself be valid, or two spellings could disagree.
+	// Folding can leave a form that is no address ("a.+x" -> "a.", or
+	// "J\u030C" -> "j\u030C", which NFC would compose); the canonical form must
+	// itself be valid, or two spellings could disagree.
 	if err := checkLocal(local); err != nil {
 		return Email{}, err
 	}
@@ -93,10 +109,15 @@ func ParseEmail(raw string, f Folding) (Email, error) {
 
 // checkLocal accepts a dot-atom (RFC 5322 atext) extended with Unicode letters,
 // marks and digits (RFC 6531). Quoted strings are rejected: no player needs
-// them and they make two spellings of one mailbox.
+// them and they make two spellings of one mailbox. So is a local part not in
+// NFC: é typed as e + U+0301 is another byte string, hence possibly another
+// mailbox, than the é we would otherwise store.
 func checkLocal(local string) error {
 	if local[0] == '.' || local[len(local)-1] == '.' || strings.Contains(local, "..") {
 		return invalid("dots in the part before @ must separate words")
+	}
+	if !norm.NFC.IsNormalString(local) {
+		return invalid("the part before @ contains characters that change when normalised, such as an accent typed as a separate mark; type each accented letter as one character")
 	}
 	for _, r := range local {
 		switch {
@@ -135,7 +156,29 @@ func canonicalDomain(domain string) (string, error) {
 	if tld := labels[len(labels)-1]; strings.Trim(tld, "0123456789") == "" {
 		return "", invalid("the domain is not valid")
 	}
+	// UTS 46 mapping turns full-width and ideographic dots into ".", drops
+	// soft hyphens and folds Unicode case, so what the player typed may not
+	// name the domain we store. Accept only the two spellings that do: the
+	// ASCII (punycode) form and the Unicode form of that domain.
+	if typed := asciiLower(strings.TrimSuffix(domain, ".")); typed != ascii {
+		uni, err := lookup.ToUnicode(ascii)
+		if err != nil {
+			uni = ascii // the one spelling we know names it
+		}
+		if typed != uni {
+			return "", invalid("the domain contains characters that change when normalised; type it as %s", uni)
+		}
+	}
 	return ascii, nil
+}
+
+func asciiLower(s string) string {
+	return strings.Map(func(r rune) rune {
+		if 'A' <= r && r <= 'Z' {
+			return r + 'a' - 'A'
+		}
+		return r
+	}, s)
 }
 
 func isAlnum(c byte) bool {
