@@ -52,8 +52,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.DurationVar(&c.timeouts.read, "read-timeout", 10*time.Second, "time a client has to send the whole request")
 	fs.DurationVar(&c.timeouts.write, "write-timeout-http", 15*time.Second, "time to write a response")
 	fs.DurationVar(&c.timeouts.idle, "idle-timeout", 90*time.Second, "how long an idle keep-alive connection is kept")
-	fs.Uint64Var(&c.http.RateLimit, "rate-limit", 60, "redemption requests per --rate-interval per client IP (0: no limit)")
+	fs.Uint64Var(&c.http.RateLimit, "rate-limit", 60, "redemption requests per --rate-interval per client: an IPv4 address or an IPv6 /64 (0: no limit)")
 	fs.DurationVar(&c.http.RateInterval, "rate-interval", time.Minute, "rate limit window")
+	fs.IntVar(&c.http.RateLimitKeys, "rate-limit-keys", 65536, "clients the rate limiter remembers; beyond, the least recently seen starts over with a full allowance")
 	fs.Func("trusted-proxies", "comma-separated CIDRs whose X-Forwarded-For is believed", func(s string) error {
 		c.http.TrustedProxies = nil
 		for _, p := range strings.Split(s, ",") {
@@ -138,6 +139,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		return c, fmt.Errorf("%w: --batch-size must be 1..1000", errUsage)
 	case c.claim.MaxPending < 1 || c.claim.Parallel < 1:
 		return c, fmt.Errorf("%w: --max-pending and --parallel-batches must be at least 1", errUsage)
+	case c.http.RateLimitKeys < 1:
+		return c, fmt.Errorf("%w: --rate-limit-keys must be at least 1", errUsage)
 	case c.http.MaxBodyBytes < 64:
 		return c, fmt.Errorf("%w: --max-body-bytes must be at least 64", errUsage)
 	case c.timeouts.readHeader <= 0 || c.timeouts.read <= 0 || c.timeouts.write <= 0 || c.timeouts.idle <= 0,

@@ -26,8 +26,11 @@ func TestParseConfig(t *testing.T) {
 	if c.listen != ":9999" || c.mongoURI != "mongodb://m" || c.drainDelay != 2*time.Second || len(c.http.TrustedProxies) != 2 || c.mongoDatabase != "velvetrope" {
 		t.Errorf("flags must win over env, env over defaults: %+v", c)
 	}
-	if !c.http.Folding.PlusTags || !c.http.Folding.GmailDots || c.http.RateLimit != 60 {
+	if !c.http.Folding.PlusTags || !c.http.Folding.GmailDots || c.http.RateLimit != 60 || c.http.RateLimitKeys != 65536 {
 		t.Errorf("defaults: %+v", c.http)
+	}
+	if c, err := parseConfig([]string{"--mongodb-uri", "m"}, env("RATE_LIMIT_KEYS", "1000"), io.Discard); err != nil || c.http.RateLimitKeys != 1000 {
+		t.Errorf("RATE_LIMIT_KEYS=1000: %d, %v", c.http.RateLimitKeys, err)
 	}
 
 	for _, tt := range []struct {
@@ -40,6 +43,8 @@ func TestParseConfig(t *testing.T) {
 		{[]string{"--mongodb-uri", "m"}, env("RATE_LIMIT", "-1"), "invalid value \"-1\" for RATE_LIMIT"},
 		{[]string{"--mongodb-uri", "m", "--trusted-proxies", "10.0.0.1"}, env(), "invalid value"},
 		{[]string{"--mongodb-uri", "m", "--batch-size", "0"}, env(), "--batch-size must be 1..1000"},
+		{[]string{"--mongodb-uri", "m", "--rate-limit-keys", "0"}, env(), "--rate-limit-keys must be at least 1"},
+		{[]string{"--mongodb-uri", "m"}, env("RATE_LIMIT_KEYS", "many"), "invalid value \"many\" for RATE_LIMIT_KEYS"},
 		{[]string{"--mongodb-uri", "m", "--write-timeout", "0s"}, env(), "durations must be positive"},
 		{[]string{"--mongodb-uri", "m", "extra"}, env(), "unexpected arguments"},
 	} {

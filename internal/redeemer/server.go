@@ -16,9 +16,6 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/sethvargo/go-limiter"
-	"github.com/sethvargo/go-limiter/memorystore"
-	"github.com/sethvargo/go-limiter/noopstore"
 
 	"github.com/velvetrope/velvetrope/internal/invite"
 )
@@ -34,8 +31,9 @@ type Redeemer interface {
 type Config struct {
 	Folding        *invite.Folding // nil: invite.DefaultFolding, so a zero Config folds aliases
 	MaxBodyBytes   int64           // larger bodies get 413 [4096]
-	RateLimit      uint64          // redemption requests per RateInterval per client IP; 0 disables
+	RateLimit      uint64          // redemption requests per RateInterval per client (IPv4 address, IPv6 /64); 0 disables
 	RateInterval   time.Duration   // [1m]
+	RateLimitKeys  int             // clients the rate limiter remembers; beyond, the least recently seen is forgotten [65536]
 	TrustedProxies []netip.Prefix  // X-Forwarded-For is believed only from these
 	Brands         Brands          // landing page look per campaign
 }
@@ -47,7 +45,7 @@ type Server struct {
 	log      logr.Logger
 	metrics  *metrics
 	registry *prometheus.Registry
-	limiter  limiter.Store
+	limiter  *clientLimiter // nil: no rate limit
 	brands   Brands
 	csrf     *http.CrossOriginProtection
 	mux      *http.ServeMux
@@ -67,15 +65,15 @@ func NewServer(cfg Config, r Redeemer, reg *prometheus.Registry, log logr.Logger
 	if cfg.RateInterval <= 0 {
 		cfg.RateInterval = time.Minute
 	}
-	var lim limiter.Store
-	var err error
-	if cfg.RateLimit == 0 {
-		lim, err = noopstore.New()
-	} else {
-		lim, err = memorystore.New(&memorystore.Config{Tokens: cfg.RateLimit, Interval: cfg.RateInterval})
+	if cfg.RateLimitKeys <= 0 {
+		cfg.RateLimitKeys = 65536
 	}
-	if err != nil {
-		return nil, err
+	var lim *clientLimiter
+	if cfg.RateLimit > 0 {
+		var err error
+		if lim, err = newClientLimiter(cfg.RateLimit, cfg.RateInterval, cfg.RateLimitKeys); err != nil {
+			return nil, err
+		}
 	}
 	m, err := newMetrics(reg)
 	if err != nil {
@@ -116,5 +114,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // closed after its answer.
 func (s *Server) Drain() { s.draining.Store(true) }
 
-// Close releases the rate limiter's background sweeper.
-func (s *Server) Close() error { return s.limiter.Close(context.Background()) }
+// Close releases what the server holds. Today that is nothing: the rate
+// limiter forgets idle clients while it serves requests, without a goroutine
+// of its own. Callers close the server so that this can change.
+func (s *Server) Close() error { return nil }
