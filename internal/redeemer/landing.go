@@ -130,11 +130,18 @@ func pageLang(r *http.Request) string {
 	return invite.PreferredLanguage(r.Header.Get("Accept-Language"))
 }
 
-// result keys: what the page says after a redemption attempt.
+// resultOf names what the page says (a key of strings2) after each outcome of
+// a redemption: the two successes and every problem code. It is the form's
+// result and, as msgs.codes, enhance.js's only list of codes. It names every
+// row of problemTable, even those that just say "error", so a new row is a
+// choice made here (TestPageMessages fails until it is).
 var resultOf = map[string]string{
+	"redeemed": "redeemed", "already-redeemed": "already",
 	"unknown-invitation": "unknown", "invitation-exhausted": "full", "invitation-expired": "expired",
 	"invitation-revoked": "revoked", "invitation-paused": "paused", "email-used-elsewhere": "elsewhere",
 	"invalid-email": "invalid", "rate-limited": "busy", "busy": "busy", "unavailable": "busy",
+	"malformed-request": "error", "not-found": "error", "cross-origin": "error", "method-not-allowed": "error",
+	"body-too-large": "error", "unsupported-media-type": "error", "internal": "error",
 }
 
 type page struct {
@@ -250,21 +257,16 @@ func (s *Server) handleForm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out, err := s.redeemer.Redeem(r.Context(), code, email, lang)
-	result := "redeemed"
+	outcome := "redeemed"
 	switch {
 	case err != nil:
-		s.metrics.outcome(err)
-		result = "error"
-		if k, _ := kindOf(err); resultOf[k.code] != "" {
-			result = resultOf[k.code]
-		}
+		k, _ := kindOf(err)
+		outcome = k.code
 	case out == invite.AlreadyRedeemed:
-		result = "already"
-		s.metrics.outcomes.WithLabelValues("already-redeemed").Inc()
-	default:
-		s.metrics.outcomes.WithLabelValues("redeemed").Inc()
+		outcome = "already-redeemed"
 	}
-	http.Redirect(w, r, "/invitations/"+url.PathEscape(code)+"/result?outcome="+result+"&lang="+lang, http.StatusSeeOther)
+	s.metrics.outcomes.WithLabelValues(outcome).Inc()
+	http.Redirect(w, r, "/invitations/"+url.PathEscape(code)+"/result?outcome="+resultOf[outcome]+"&lang="+lang, http.StatusSeeOther)
 }
 
 // handleResult shows the outcome of a form POST; reloading it re-submits

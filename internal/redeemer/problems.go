@@ -41,7 +41,8 @@ type problemKind struct {
 }
 
 // problemTable maps every error a client can see to its status and problem
-// type (RFC 9457). docs/api.md documents the same table; keep them together.
+// type (RFC 9457). It is the only list of problem codes: the landing page's
+// messages (resultOf) and docs/api.md are tested equal to it (problems_test.go).
 var problemTable = []problemKind{
 	{errMalformed, http.StatusBadRequest, "malformed-request", "The request body is not what this endpoint accepts", 0},
 	{invite.ErrInvalidEmail, http.StatusBadRequest, "invalid-email", "The email address is not valid", 0},
