@@ -390,8 +390,10 @@ var _ = Describe("Mail visibility", func() {
 			HaveField("Status", metav1.ConditionFalse), HaveField("Reason", ReasonMailDelayed))))
 		Eventually(reasons(ns)).Should(ContainElement(ReasonMailDelayed))
 
-		for slot := range 2 {
-			Expect(store.RecordAttempt(ctx, "mailed", slot, invite.Attempt{Number: 1, State: invite.MailSent, At: time.Now()})).To(Succeed())
+		rs, err := store.Redemptions(ctx, "mailed")
+		Expect(err).NotTo(HaveOccurred())
+		for _, r := range rs {
+			Expect(store.RecordAttempt(ctx, r, invite.Attempt{Number: 1, State: invite.MailSent, At: time.Now()})).To(Succeed())
 		}
 		Eventually(status(inv)).Should(And(HaveField("Mail", v1alpha1.MailStatus{Sent: 2}),
 			WithTransform(mailCond, HaveField("Status", metav1.ConditionTrue))))

@@ -1,10 +1,10 @@
 package claim
 
 import (
+	"container/list"
 	"context"
 	"errors"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/velvetrope/velvetrope/internal/invite"
@@ -15,14 +15,21 @@ type code struct {
 	mu  sync.Mutex
 	inv invite.Invitation
 
-	used      int       // count from storage at the last usage poll
-	view      *slotView // this replica's picture of the slots
-	loading   bool
-	stale     bool // a conflict showed other replicas took slots we did not know of
-	lastLoad  time.Time
-	sinceLoad []holding // slots seen taken while a reload was reading storage
+	tally invite.Tally // storage's, at the last usage poll
+	view  *slotView    // this replica's picture of the slots; nil until first loaded
+	// complete: the view held every document of the code's slots when it
+	// was loaded, and nothing since has shown otherwise (a conflict with
+	// another replica, an unknown outcome, a tally that differs). Answers
+	// that need to know every holder ("full", "paused" to a person who may
+	// hold a slot) come from memory only when it is true.
+	complete   bool
+	signals    int // incompleteness signals so far; a reload that saw one while reading is not complete
+	loading    bool
+	reloadSoon bool // a reload is scheduled for when ReloadEvery has passed
+	lastLoad   time.Time
+	sinceLoad  []occupancy // slots seen occupied while a reload was reading storage
 
-	queue    []*request
+	queue    list.List // of *request, oldest first: a request leaves in O(1) when its client does
 	inflight int
 	byEmail  map[string]*request // requests in flight, so one person is never in two batches
 }
@@ -34,14 +41,17 @@ type request struct {
 	nonce     string
 	slot      int
 	attempts  int
-	abandoned atomic.Bool
-	done      chan answer // buffered: answered exactly once, never blocks
-	followers []*request  // the same person asking again while this was in flight
+	deadline  time.Time
+	elem      *list.Element // in code.queue; nil once taken out
+	done      chan answer   // buffered: answered exactly once, never blocks
+	followers []*request    // the same person asking again while this was in flight
 }
 
-type holding struct {
+// occupancy is a slot seen occupied: by email, or closed when email is "".
+type occupancy struct {
 	slot  int
 	email string
+	tally int64
 }
 
 type answer struct {
@@ -50,22 +60,55 @@ type answer struct {
 }
 
 func newCode(inv invite.Invitation) *code {
-	return &code{inv: inv, view: newSlotView(inv.MaxUses), byEmail: map[string]*request{}}
+	return &code{inv: inv, byEmail: map[string]*request{}}
 }
 
-func (c *code) loadedLocked() bool { return !c.lastLoad.IsZero() }
+func (c *code) loadedLocked() bool { return c.view != nil }
 
-// usedLocked is the best known usage: storage's count or what this replica
-// has seen taken since, whichever is higher.
-func (c *code) usedLocked() int { return max(c.used, c.view.taken) }
+// usedLocked is the best known usage: storage's at the last poll, or what
+// this replica has seen taken since, whichever is higher.
+func (c *code) usedLocked() int {
+	if c.view == nil {
+		return c.tally.Used()
+	}
+	return max(c.tally.Used(), c.view.taken)
+}
 
-func (r *request) reply(out invite.Outcome, err error) {
+// incompleteLocked records that other writers may hold slots the view does
+// not know of.
+func (c *code) incompleteLocked() {
+	c.complete = false
+	c.signals++
+}
+
+// fromMemoryLocked answers what the view knows for certain; ok is false when
+// the request must go to storage (a write, or a reload first).
+func (s *Service) fromMemoryLocked(c *code, email invite.Email) (out invite.Outcome, err error, ok bool) {
+	if c.view != nil {
+		if _, held := c.view.holders[email.Canonical]; held {
+			return invite.AlreadyRedeemed, nil, true
+		}
+	}
+	if err := c.inv.Admits(s.cfg.Now()); err != nil {
+		return 0, err, c.complete // they may hold a slot we do not know of
+	}
+	if c.complete && c.view.full(c.inv.MaxUses) {
+		return 0, invite.ErrExhausted, true
+	}
+	return 0, nil, false
+}
+
+// reply answers r and everyone following it, and gives their admission
+// places back.
+func (s *Service) reply(r *request, out invite.Outcome, err error) {
 	r.done <- answer{out, err}
+	s.release()
 	for _, f := range r.followers {
 		if out == invite.Redeemed {
 			out = invite.AlreadyRedeemed
 		}
 		f.done <- answer{out, err}
+		s.release()
 	}
 }
 
@@ -75,30 +118,30 @@ func (r *request) reply(out invite.Outcome, err error) {
 // that gather behind an insert in flight make the next insert larger, and the
 // database's time goes to round trips, not to rows.
 func (s *Service) pumpLocked(c *code) {
-	for c.inflight < s.cfg.Parallel && len(c.queue) > 0 {
+	for c.inflight < s.cfg.Parallel && c.queue.Len() > 0 {
 		if s.closing.Load() {
-			for _, r := range c.queue {
-				r.reply(0, errClosing)
+			for c.queue.Len() > 0 {
+				s.reply(s.popLocked(c), 0, errClosing)
 			}
-			c.queue = nil
 			return
 		}
-		if c.inflight > 0 && len(c.queue) < s.cfg.BatchSize {
+		if c.inflight > 0 && c.queue.Len() < s.cfg.BatchSize {
 			return
 		}
-		// Load when we never did, when storage counts the code full but we
-		// do not know every holder (a holder retrying must hear 200, not
-		// 410), and after a conflict, at most every ReloadEvery.
-		if !c.loadedLocked() ||
-			c.used >= c.inv.MaxUses && !c.view.knowsAllHolders(c.inv.MaxUses) ||
-			c.stale && s.cfg.Now().Sub(c.lastLoad) >= s.cfg.ReloadEvery {
-			if !c.loading {
-				c.loading, c.sinceLoad = true, c.sinceLoad[:0]
-				go s.reload(c)
-			}
+		if !c.loadedLocked() {
+			s.reloadLocked(c)
 			return // the reload pumps again when it is done
 		}
-		batch := s.takeBatchLocked(c)
+		if !c.complete && s.cfg.Now().Sub(c.lastLoad) >= s.cfg.ReloadEvery {
+			// Other replicas took slots we did not know of: look again,
+			// and aim at what is left (see reload).
+			s.reloadLocked(c)
+			return
+		}
+		batch, wantComplete := s.takeBatchLocked(c)
+		if wantComplete {
+			s.reloadLocked(c)
+		}
 		if len(batch) == 0 {
 			return
 		}
@@ -108,53 +151,64 @@ func (s *Service) pumpLocked(c *code) {
 	}
 }
 
-// markTakenLocked records a holder in the view and, while a reload is
+// popLocked takes the oldest request out of the queue.
+func (s *Service) popLocked(c *code) *request {
+	r := c.queue.Remove(c.queue.Front()).(*request)
+	r.elem = nil
+	return r
+}
+
+// markLocked records an occupied slot in the view and, while a reload is
 // reading storage, remembers it so the reload does not forget it.
-func (c *code) markTakenLocked(slot int, email string) {
-	c.view.markTaken(slot, email)
+func (c *code) markLocked(o occupancy) {
+	if o.email == "" {
+		c.view.markClosed(o.slot, o.tally)
+	} else {
+		c.view.markTaken(o.slot, o.email, o.tally)
+	}
 	if c.loading {
-		c.sinceLoad = append(c.sinceLoad, holding{slot, email})
+		c.sinceLoad = append(c.sinceLoad, o)
 	}
 }
 
 // takeBatchLocked answers what the view can and reserves a slot for each of
-// up to BatchSize other requests.
-func (s *Service) takeBatchLocked(c *code) []*request {
+// up to BatchSize other requests. wantComplete is true when the request at
+// the head of the queue can only be answered once the view is complete.
+func (s *Service) takeBatchLocked(c *code) (batch []*request, wantComplete bool) {
 	now := s.cfg.Now()
-	var batch []*request
-	for len(c.queue) > 0 && len(batch) < s.cfg.BatchSize {
-		r := c.queue[0]
-		if r.abandoned.Load() {
-			// Its followers are still waiting: they go first in its place.
-			c.queue = append(r.followers, c.queue[1:]...)
-			continue
-		}
-		if _, ok := c.view.holders[r.email.Canonical]; ok {
-			c.queue = c.queue[1:]
-			r.reply(invite.AlreadyRedeemed, nil)
-			continue
-		}
+	for c.queue.Len() > 0 && len(batch) < s.cfg.BatchSize {
+		r := c.queue.Front().Value.(*request)
 		if leader, ok := c.byEmail[r.email.Canonical]; ok {
-			c.queue = c.queue[1:]
+			s.popLocked(c)
 			leader.followers = append(leader.followers, r)
 			continue
 		}
-		if err := c.inv.Open(now, c.usedLocked()); err != nil {
-			c.queue = c.queue[1:]
-			r.reply(0, err)
+		if out, err, ok := s.fromMemoryLocked(c, r.email); ok {
+			s.popLocked(c)
+			s.reply(r, out, err)
+			continue
+		}
+		if c.inv.Admits(now) != nil {
+			return batch, true // paused, expired or revoked: is this person a holder?
+		}
+		if !now.Before(r.deadline) {
+			s.popLocked(c)
+			s.reply(r, 0, errDeadline)
 			continue
 		}
 		slot := c.view.nextFree(c.inv.MaxUses)
 		if slot < 0 {
-			break // every free slot is in a batch in flight: wait for their answers
+			// Every free slot we know of is in a batch in flight: wait
+			// for their answers. None at all: full, once we know it.
+			return batch, c.view.reserved == 0
 		}
-		c.queue = c.queue[1:]
+		s.popLocked(c)
 		c.view.reserve(slot)
 		r.slot = slot
 		c.byEmail[r.email.Canonical] = r
 		batch = append(batch, r)
 	}
-	return batch
+	return batch, false
 }
 
 // send writes one batch and settles each request with storage's answer.
@@ -162,10 +216,17 @@ func (s *Service) send(c *code, name string, batch []*request) {
 	defer s.batches.Done()
 	now := s.cfg.Now()
 	claims := make([]invite.Redemption, len(batch))
+	deadline := now.Add(s.cfg.WriteTimeout)
+	latest := time.Time{}
 	for i, r := range batch {
 		claims[i] = invite.Redemption{Code: name, Slot: r.slot, Email: r.email, Nonce: r.nonce, RedeemedAt: now, Lang: r.lang}
+		if r.deadline.After(latest) {
+			latest = r.deadline
+		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.WriteTimeout)
+	// Nobody in the batch waits past its own deadline, so neither does the
+	// write: a later answer would reach nobody.
+	ctx, cancel := context.WithDeadline(context.Background(), minTime(deadline, latest))
 	results := s.store.Claim(ctx, claims)
 	cancel()
 
@@ -178,66 +239,114 @@ func (s *Service) send(c *code, name string, batch []*request) {
 		c.view.release(r.slot)
 		switch res.Status {
 		case invite.ClaimInserted:
-			c.markTakenLocked(r.slot, r.email.Canonical)
+			c.markLocked(occupancy{r.slot, r.email.Canonical, res.Tally})
 		case invite.ClaimSlotTaken:
-			c.markTakenLocked(r.slot, res.Holder.Email.Canonical)
-			c.stale = true
+			c.markLocked(occupancy{r.slot, res.Holder.Email.Canonical, res.Tally})
+			c.incompleteLocked()
+		case invite.ClaimSlotClosed:
+			c.markLocked(occupancy{slot: r.slot, tally: res.Tally})
+			c.incompleteLocked()
 		case invite.ClaimEmailTaken:
 			if res.Holder.Code == c.inv.Code {
-				c.markTakenLocked(res.Holder.Slot, res.Holder.Email.Canonical)
+				c.markLocked(occupancy{res.Holder.Slot, res.Holder.Email.Canonical, res.Tally})
 			}
+			c.incompleteLocked()
+		case invite.ClaimRetry:
+			c.incompleteLocked()
 		case invite.ClaimFailed:
-			s.setHealth(res.Err)
+			// The outcome is unknown: our document may be in storage.
+			c.incompleteLocked()
+			s.storageFailed(res.Err)
 		}
 		out, done, err := invite.Settle(c.inv.Code, r.email, res)
 		switch {
 		case done:
-			r.reply(out, err)
+			s.reply(r, out, err)
 		case r.attempts+1 >= s.cfg.MaxAttempts:
-			r.reply(0, errAttempts)
+			s.reply(r, 0, errAttempts)
+		case !s.cfg.Now().Before(r.deadline):
+			s.reply(r, 0, errDeadline)
 		default:
 			r.attempts++
 			retry = append(retry, r)
 		}
 	}
-	c.queue = append(retry, c.queue...)
+	for i := len(retry) - 1; i >= 0; i-- { // retries go first, in their order
+		retry[i].elem = c.queue.PushFront(retry[i])
+	}
 	c.inflight--
 	s.pumpLocked(c)
 }
 
-// reload rebuilds the view from the code's redemptions in storage, then
-// re-applies what happened while it read: slots seen taken since, and the
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// reloadLocked starts a reload of c's slots, unless one is running; at most
+// one per ReloadEvery, except the first.
+func (s *Service) reloadLocked(c *code) {
+	if c.loading || c.reloadSoon {
+		return
+	}
+	if wait := s.cfg.ReloadEvery - s.cfg.Now().Sub(c.lastLoad); c.loadedLocked() && wait > 0 {
+		c.reloadSoon = true
+		time.AfterFunc(wait, func() {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			c.reloadSoon = false
+			s.reloadLocked(c)
+		})
+		return
+	}
+	c.loading, c.sinceLoad = true, c.sinceLoad[:0]
+	go s.reload(c)
+}
+
+// reload rebuilds the view from the code's slots in storage, then re-applies
+// what happened while it read: slots seen occupied since, and the
 // reservations of batches still in flight. Rebuilding (not merging) is what
 // lets a deleted redemption free its slot and its holder.
 func (s *Service) reload(c *code) {
 	c.mu.Lock()
-	name := c.inv.Code
+	name, signals := c.inv.Code, c.signals
 	c.mu.Unlock()
 
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.WriteTimeout)
-	rs, err := s.store.SlotHolders(ctx, name)
+	occ, err := s.store.Occupants(ctx, name)
 	cancel()
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.loading = false
 	if err != nil {
-		s.setHealth(err)
+		s.storageFailed(err)
 		s.log.Error(err, "Could not load slots", "code", name)
-		for _, r := range c.queue {
-			r.reply(0, errors.Join(invite.ErrUnavailable, err))
+		for c.queue.Len() > 0 {
+			s.reply(s.popLocked(c), 0, errors.Join(invite.ErrUnavailable, err))
 		}
-		c.queue = nil
 		return
 	}
 	first := !c.loadedLocked()
-	view := newSlotView(c.inv.MaxUses)
-	view.cursor = c.view.cursor
-	for _, r := range rs {
-		view.markTaken(r.Slot, r.Email.Canonical)
+	view := newSlotView(max(c.inv.MaxUses, 1))
+	if !first {
+		view.cursor = c.view.cursor
 	}
-	for _, h := range c.sinceLoad {
-		view.markTaken(h.slot, h.email)
+	for _, o := range occ {
+		if o.Closed {
+			view.markClosed(o.Slot, o.Tally)
+		} else {
+			view.markTaken(o.Slot, o.Email, o.Tally)
+		}
+	}
+	for _, o := range c.sinceLoad {
+		if o.email == "" {
+			view.markClosed(o.slot, o.tally)
+		} else {
+			view.markTaken(o.slot, o.email, o.tally)
+		}
 	}
 	for _, r := range c.byEmail { // requests in batches in flight
 		view.grow(r.slot + 1) // maxUses may have been lowered meanwhile
@@ -245,7 +354,8 @@ func (s *Service) reload(c *code) {
 			view.reserve(r.slot)
 		}
 	}
-	c.view, c.sinceLoad, c.used = view, c.sinceLoad[:0], len(rs)
+	c.view, c.sinceLoad = view, c.sinceLoad[:0]
+	c.complete = c.signals == signals
 	if first {
 		c.view.cursor = s.intn(max(c.inv.MaxUses, 1)) // spread replicas over the slot space
 	} else {
@@ -253,6 +363,6 @@ func (s *Service) reload(c *code) {
 		c.view.jump(c.inv.MaxUses, s.rng)
 		s.rngMu.Unlock()
 	}
-	c.lastLoad, c.stale = s.cfg.Now(), false
+	c.lastLoad = s.cfg.Now()
 	s.pumpLocked(c)
 }

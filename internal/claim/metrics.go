@@ -9,8 +9,9 @@ import (
 	"github.com/velvetrope/velvetrope/internal/invite"
 )
 
-// Instrument wraps store so every operation's latency and every batch's size
-// are recorded in reg.
+// Instrument wraps store so every operation's latency, every batch's size
+// and every storage failure (by reason: see invite.UnavailableError) are
+// recorded in reg; an outage shows as a rising failure count.
 func Instrument(store Store, reg prometheus.Registerer) (Store, error) {
 	s := &instrumented{
 		Store: store,
@@ -24,8 +25,12 @@ func Instrument(store Store, reg prometheus.Registerer) (Store, error) {
 			Help:    "Slot claims written per insert.",
 			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128},
 		}),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "velvetrope_store_failures_total",
+			Help: "Storage operations that failed, by operation and reason (network, timeout, not-primary, write-concern, other).",
+		}, []string{"op", "reason"}),
 	}
-	for _, c := range []prometheus.Collector{s.duration, s.batch} {
+	for _, c := range []prometheus.Collector{s.duration, s.batch, s.failures} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -37,29 +42,46 @@ type instrumented struct {
 	Store
 	duration *prometheus.HistogramVec
 	batch    prometheus.Histogram
+	failures *prometheus.CounterVec
 }
 
-func (s *instrumented) observe(op string, start time.Time) {
+func (s *instrumented) observe(op string, start time.Time, err error) {
 	s.duration.WithLabelValues(op).Observe(time.Since(start).Seconds())
+	if err != nil {
+		reason := invite.UnavailableReason(err)
+		if reason == "" {
+			reason = "definite"
+		}
+		s.failures.WithLabelValues(op, reason).Inc()
+	}
 }
 
-func (s *instrumented) Invitations(ctx context.Context) ([]invite.Invitation, error) {
-	defer s.observe("invitations", time.Now())
+func (s *instrumented) Invitations(ctx context.Context) (_ []invite.Invitation, err error) {
+	defer func(start time.Time) { s.observe("invitations", start, err) }(time.Now())
 	return s.Store.Invitations(ctx)
 }
 
-func (s *instrumented) SlotHolders(ctx context.Context, code string) ([]invite.Redemption, error) {
-	defer s.observe("slot_holders", time.Now())
-	return s.Store.SlotHolders(ctx, code)
+func (s *instrumented) Occupants(ctx context.Context, code string) (_ []invite.Occupant, err error) {
+	defer func(start time.Time) { s.observe("occupants", start, err) }(time.Now())
+	return s.Store.Occupants(ctx, code)
 }
 
-func (s *instrumented) Used(ctx context.Context, code string) (int, error) {
-	defer s.observe("used", time.Now())
-	return s.Store.Used(ctx, code)
+func (s *instrumented) Tallies(ctx context.Context) (_ map[string]invite.Tally, err error) {
+	defer func(start time.Time) { s.observe("tallies", start, err) }(time.Now())
+	return s.Store.Tallies(ctx)
 }
 
 func (s *instrumented) Claim(ctx context.Context, claims []invite.Redemption) []invite.ClaimResult {
-	defer s.observe("claim", time.Now())
+	start := time.Now()
 	s.batch.Observe(float64(len(claims)))
-	return s.Store.Claim(ctx, claims)
+	results := s.Store.Claim(ctx, claims)
+	var err error
+	for _, r := range results {
+		if r.Status == invite.ClaimFailed {
+			err = r.Err // one failure per batch: it is one write
+			break
+		}
+	}
+	s.observe("claim", start, err)
+	return results
 }

@@ -3,12 +3,10 @@ package claim
 import (
 	"context"
 	"time"
-
-	"github.com/velvetrope/velvetrope/internal/invite"
 )
 
 // Run keeps the view fresh until ctx ends: invitations every PollInterval,
-// usage counts every UsageInterval. Polling, not change streams, because the
+// usage tallies every UsageInterval. Polling, not change streams, because the
 // test bed has none and a poll of one small collection is cheap.
 func (s *Service) Run(ctx context.Context) error {
 	poll := time.NewTicker(s.cfg.PollInterval)
@@ -16,7 +14,7 @@ func (s *Service) Run(ctx context.Context) error {
 	var lastUsage time.Time
 	for {
 		if err := s.refreshInvitations(ctx); err == nil && s.cfg.Now().Sub(lastUsage) >= s.cfg.UsageInterval {
-			s.refreshUsage(ctx)
+			s.refreshTallies(ctx)
 			lastUsage = s.cfg.Now()
 		}
 		select {
@@ -33,11 +31,11 @@ func (s *Service) refreshInvitations(ctx context.Context) error {
 	invs, err := s.store.Invitations(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
-			s.setHealth(err)
+			s.storageFailed(err)
 		}
 		return err
 	}
-	s.setHealth(nil)
+	s.storageAnswered()
 	seen := make(map[string]bool, len(invs))
 	for _, inv := range invs {
 		if err := inv.Validate(); err != nil {
@@ -52,7 +50,9 @@ func (s *Service) refreshInvitations(ctx context.Context) error {
 		if c := s.lookup(inv.Code); c != nil {
 			c.mu.Lock()
 			c.inv = inv
-			c.view.grow(inv.MaxUses)
+			if c.view != nil {
+				c.view.grow(inv.MaxUses)
+			}
 			s.pumpLocked(c) // a raised maxUses or a resumed code serves waiting requests
 			c.mu.Unlock()
 			continue
@@ -72,29 +72,28 @@ func (s *Service) refreshInvitations(ctx context.Context) error {
 	return nil
 }
 
-// refreshUsage reads each live code's usage count. When storage has fewer
-// redemptions than this replica thinks are taken (staff deleted one), the
-// code's slots are reloaded so the freed slot can be taken again.
-func (s *Service) refreshUsage(ctx context.Context) {
+// refreshTallies reads every code's tally in one query. A loaded code whose
+// tally differs from its view's is reloaded at once: another replica took
+// slots, or staff revoked someone (a deleted document changes the tally even
+// when another redemption replaced it), or the operator closed or reopened
+// slots. So every replica forgets a revoked holder within UsageInterval.
+func (s *Service) refreshTallies(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.WriteTimeout)
+	tallies, err := s.store.Tallies(ctx)
+	cancel()
+	if err != nil {
+		s.storageFailed(err)
+		return
+	}
 	for _, c := range s.allCodes() {
 		c.mu.Lock()
-		name, state := c.inv.Code, c.inv.State
-		c.mu.Unlock()
-		if state == invite.StateRevoked {
-			continue
-		}
-		cctx, cancel := context.WithTimeout(ctx, s.cfg.WriteTimeout)
-		used, err := s.store.Used(cctx, name)
-		cancel()
-		if err != nil {
-			s.setHealth(err)
-			return
-		}
-		c.mu.Lock()
-		c.used = used
-		if c.loadedLocked() && used < c.view.taken && !c.loading {
-			c.loading = true
-			go s.reload(c)
+		c.tally = tallies[c.inv.Code]
+		if c.view != nil && int64(c.tally) != c.view.tally {
+			c.incompleteLocked()
+			if !c.loading {
+				c.loading, c.sinceLoad = true, c.sinceLoad[:0]
+				go s.reload(c)
+			}
 		}
 		c.mu.Unlock()
 	}

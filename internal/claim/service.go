@@ -28,9 +28,11 @@ import (
 // Store is the storage the service needs.
 type Store interface {
 	Invitations(ctx context.Context) ([]invite.Invitation, error)
-	// SlotHolders returns the slot and canonical email of every redemption of code.
-	SlotHolders(ctx context.Context, code string) ([]invite.Redemption, error)
-	Used(ctx context.Context, code string) (int, error)
+	// Occupants returns what every slot of code holds: redemptions and
+	// closed slots.
+	Occupants(ctx context.Context, code string) ([]invite.Occupant, error)
+	// Tallies sums the slot documents of every code (invite.Tally).
+	Tallies(ctx context.Context) (map[string]invite.Tally, error)
 	Claim(ctx context.Context, claims []invite.Redemption) []invite.ClaimResult
 }
 
@@ -41,9 +43,10 @@ type Config struct {
 	MaxPending    int           // requests waiting for storage [1024]
 	AdmissionWait time.Duration // how long a request may wait for a pending place [250ms]
 	PollInterval  time.Duration // invitations reload [1s]
-	UsageInterval time.Duration // usage counts reload [5s]
+	UsageInterval time.Duration // usage tallies reload: how soon a revocation is seen [5s]
 	ReloadEvery   time.Duration // least time between slot reloads of a code [100ms]
 	WriteTimeout  time.Duration // one batch or reload [5s]
+	RedeemTimeout time.Duration // one redemption, all its attempts included; above WriteTimeout [10s]
 	MaxAttempts   int           // slots one request may try [16]
 	Now           func() time.Time
 }
@@ -68,6 +71,7 @@ func (c *Config) defaults() {
 	setD(&c.UsageInterval, 5*time.Second)
 	setD(&c.ReloadEvery, 100*time.Millisecond)
 	setD(&c.WriteTimeout, 5*time.Second)
+	setD(&c.RedeemTimeout, 2*c.WriteTimeout)
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -79,7 +83,11 @@ type Service struct {
 	cfg   Config
 	log   logr.Logger
 
-	pending chan struct{} // admission: one token per request waiting for storage
+	// pending admits requests that wait for storage: one token each, taken
+	// on entry and given back when the request leaves the queue (its client
+	// left) or is answered (batch done), so the bound holds for requests
+	// whose clients are gone too.
+	pending chan struct{}
 
 	mu      sync.RWMutex
 	codes   map[string]*code
@@ -108,14 +116,24 @@ func New(store Store, cfg Config, log logr.Logger) *Service {
 	}
 }
 
-// Ready reports whether the service can take redemptions: the invitations are
-// loaded and storage answered last time it was asked.
+// Ready reports whether this replica can serve: the invitations are loaded
+// and it is not shutting down. A storage outage does not make it unready: it
+// keeps answering what memory can (unknown, full, expired codes, holders'
+// retries, the landing page) and gives writes 503 with Retry-After. Were it
+// unready, every replica of every fleet would leave its Service at once and
+// players would meet the ingress's bare 502.
 func (s *Service) Ready() error {
-	if !s.loaded.Load() {
+	switch {
+	case s.closing.Load():
+		return errClosing
+	case !s.loaded.Load():
 		return errNotLoaded
 	}
-	return s.healthErr()
+	return nil
 }
+
+// StorageErr is the last storage failure, nil once storage answers again.
+func (s *Service) StorageErr() error { return s.healthErr() }
 
 func (s *Service) healthErr() error {
 	if p := s.health.Load(); p != nil {
@@ -124,15 +142,18 @@ func (s *Service) healthErr() error {
 	return nil
 }
 
-func (s *Service) setHealth(err error) {
-	if err == nil {
-		if s.health.Swap(nil) != nil {
-			s.log.Info("Storage is reachable again")
-		}
-		return
+// storageAnswered records that storage answered a poll.
+func (s *Service) storageAnswered() {
+	if s.health.Swap(nil) != nil {
+		s.log.Info("Storage answers again")
 	}
+}
+
+// storageFailed records an unknown outcome. Until the next poll succeeds,
+// writes are answered 503 at once instead of each waiting for its timeout.
+func (s *Service) storageFailed(err error) {
 	if errors.Is(err, invite.ErrUnavailable) && s.health.Swap(&err) == nil {
-		s.log.Error(err, "Storage is unreachable; answering 503 until it is back")
+		s.log.Error(err, "Storage is failing; writes answer 503 until a poll succeeds", "reason", invite.UnavailableReason(err))
 	}
 }
 
@@ -150,7 +171,10 @@ func (s *Service) Status(codeName string) (invite.PublicStatus, error) {
 	return c.inv.Status(s.cfg.Now(), c.usedLocked()), nil
 }
 
-// Redeem lets email take a slot of the code named codeName.
+// Redeem lets email take a slot of the code named codeName. The person comes
+// first: someone who holds a slot of the code hears AlreadyRedeemed whatever
+// the code's state. A redemption has one deadline, RedeemTimeout, for all its
+// attempts; past it the outcome is unknown (503) and a retry tells.
 func (s *Service) Redeem(ctx context.Context, codeName string, email invite.Email, lang string) (invite.Outcome, error) {
 	switch {
 	case s.closing.Load():
@@ -163,30 +187,24 @@ func (s *Service) Redeem(ctx context.Context, codeName string, email invite.Emai
 		return 0, invite.ErrUnknownCode
 	}
 	c.mu.Lock()
-	if _, ok := c.view.holders[email.Canonical]; ok {
-		c.mu.Unlock()
-		return invite.AlreadyRedeemed, nil
-	}
-	err := c.inv.Open(s.cfg.Now(), c.usedLocked())
-	knowsAll := c.loadedLocked() && c.view.knowsAllHolders(c.inv.MaxUses)
+	out, err, ok := s.fromMemoryLocked(c, email)
 	c.mu.Unlock()
-	// "Full" is answered from memory only when every holder is known;
-	// otherwise a holder retrying after a timeout could hear 410, not 200.
-	if err != nil && !(errors.Is(err, invite.ErrExhausted) && !knowsAll) {
-		return 0, err
+	if ok {
+		return out, err
 	}
 	if err := s.healthErr(); err != nil {
 		return 0, err
 	}
 
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.RedeemTimeout)
+	defer cancel()
 	if err := s.admit(ctx); err != nil {
 		return 0, err
 	}
-	defer func() { <-s.pending }()
-
-	r := &request{email: email, lang: lang, nonce: newNonce(), done: make(chan answer, 1)}
+	deadline, _ := ctx.Deadline()
+	r := &request{email: email, lang: lang, nonce: newNonce(), deadline: deadline, done: make(chan answer, 1)}
 	c.mu.Lock()
-	c.queue = append(c.queue, r)
+	r.elem = c.queue.PushBack(r)
 	s.pumpLocked(c)
 	c.mu.Unlock()
 
@@ -194,14 +212,31 @@ func (s *Service) Redeem(ctx context.Context, codeName string, email invite.Emai
 	case a := <-r.done:
 		return a.out, a.err
 	case <-ctx.Done():
-		// The claim may still land; the client retries and hears 200.
-		r.abandoned.Store(true)
-		return 0, ctx.Err()
 	}
+	c.mu.Lock()
+	if r.elem != nil {
+		// Still queued: it leaves now, and so does its admission place.
+		c.queue.Remove(r.elem)
+		r.elem = nil
+		s.release()
+	}
+	c.mu.Unlock()
+	select {
+	case a := <-r.done: // answered meanwhile: say so
+		return a.out, a.err
+	default:
+	}
+	// In a batch in flight, its claim may still land; a retry hears 200.
+	// Its admission place comes back with the batch's answer.
+	if ctx.Err() == context.DeadlineExceeded {
+		return 0, errDeadline
+	}
+	return 0, ctx.Err()
 }
 
 // admit bounds how many requests wait for storage; past the bound a request
-// waits AdmissionWait for a place and is then shed with ErrBusy.
+// waits AdmissionWait for a place and is then shed with ErrBusy. The place is
+// given back by release, exactly once per admitted request.
 func (s *Service) admit(ctx context.Context) error {
 	select {
 	case s.pending <- struct{}{}:
@@ -219,6 +254,8 @@ func (s *Service) admit(ctx context.Context) error {
 		return ctx.Err()
 	}
 }
+
+func (s *Service) release() { <-s.pending }
 
 // Wait blocks until every batch in flight has its answer from storage, so a
 // shutting-down replica does not abandon writes halfway.
@@ -273,5 +310,9 @@ var (
 )
 
 // errAttempts is returned when a request kept losing its slot to other
-// replicas; the client may retry.
-var errAttempts = fmt.Errorf("%w: too many slot conflicts", invite.ErrUnavailable)
+// replicas, errDeadline when its deadline passed; the outcome is unknown
+// and the client may retry.
+var (
+	errAttempts = fmt.Errorf("%w: too many slot conflicts", invite.ErrUnavailable)
+	errDeadline = fmt.Errorf("%w: the redemption's deadline passed", invite.ErrUnavailable)
+)

@@ -13,6 +13,7 @@ const (
 	free     slotState = iota
 	reserved           // in a batch this replica has in flight
 	taken              // storage holds a redemption for it
+	closed             // storage holds a placeholder: nobody may take it
 )
 
 // slotView is one replica's picture of a code's slots. It is a cache: the
@@ -20,10 +21,14 @@ const (
 type slotView struct {
 	slots    []slotState
 	owners   []string       // canonical email of each taken slot
+	tallies  []int64        // invite.TallyOf the document in each taken or closed slot
 	holders  map[string]int // canonical email -> slot
 	taken    int
 	reserved int
 	cursor   int
+	// tally sums tallies: equal to storage's invite.Tally of the code when
+	// the view knows every document in the code's slots.
+	tally int64
 }
 
 func newSlotView(maxUses int) *slotView {
@@ -39,35 +44,59 @@ func (v *slotView) grow(n int) {
 	if n > len(v.slots) {
 		v.slots = append(v.slots, make([]slotState, n-len(v.slots))...)
 		v.owners = append(v.owners, make([]string, n-len(v.owners))...)
+		v.tallies = append(v.tallies, make([]int64, n-len(v.tallies))...)
 	}
 }
 
-// markTaken records that email holds slot. A slot that changes hands (its
-// redemption was deleted and someone else took it) forgets its old holder.
-func (v *slotView) markTaken(slot int, email string) {
+// markTaken records that email holds slot with a document of tally t. A
+// slot that changes hands (its redemption was deleted and someone else took
+// it) forgets its old holder.
+func (v *slotView) markTaken(slot int, email string, t int64) {
+	if v.occupy(slot, taken, t) {
+		v.owners[slot] = email
+		v.holders[email] = slot
+	}
+}
+
+// markClosed records a placeholder of tally t in slot.
+func (v *slotView) markClosed(slot int, t int64) { v.occupy(slot, closed, t) }
+
+// occupy makes slot hold a document of state st (taken or closed) and tally
+// t, undoing what the slot held before. It reports false for a slot no code
+// can have: bad data is ignored rather than crashing the replica.
+func (v *slotView) occupy(slot int, st slotState, t int64) bool {
 	if slot < 0 || slot >= invite.MaxUsesLimit {
-		return // no code has such a slot; ignore bad data rather than crash
+		return false
 	}
 	v.grow(slot + 1)
 	switch v.slots[slot] {
 	case reserved:
 		v.reserved--
-		v.taken++
-	case free:
-		v.taken++
 	case taken:
-		if old := v.owners[slot]; old != email && v.holders[old] == slot {
+		if old := v.owners[slot]; v.holders[old] == slot {
 			delete(v.holders, old)
 		}
+		v.owners[slot] = ""
+		v.taken--
 	}
-	v.slots[slot] = taken
-	v.owners[slot] = email
-	v.holders[email] = slot
+	if st == taken {
+		v.taken++
+	}
+	v.tally += t - v.tallies[slot]
+	v.slots[slot], v.tallies[slot] = st, t
+	return true
 }
 
-// knowsAllHolders reports whether every slot below maxUses is known taken, so
-// "full" can be answered from memory: anyone holding a slot is in holders.
-func (v *slotView) knowsAllHolders(maxUses int) bool { return v.taken >= maxUses }
+// full reports whether no slot below limit is free or reserved.
+func (v *slotView) full(limit int) bool {
+	limit = min(limit, len(v.slots))
+	for _, st := range v.slots[:limit] {
+		if st == free || st == reserved {
+			return false
+		}
+	}
+	return true
+}
 
 func (v *slotView) reserve(slot int) {
 	v.slots[slot] = reserved

@@ -33,6 +33,8 @@ const (
 	ClaimInserted ClaimStatus = iota + 1
 	// ClaimSlotTaken: somebody else holds the slot; Holder says who.
 	ClaimSlotTaken
+	// ClaimSlotClosed: the slot is closed (maxUses was lowered); try another.
+	ClaimSlotClosed
 	// ClaimEmailTaken: the person already holds a slot, maybe of another
 	// code; Holder is that redemption.
 	ClaimEmailTaken
@@ -47,6 +49,7 @@ const (
 type ClaimResult struct {
 	Status ClaimStatus
 	Holder Redemption // for ClaimSlotTaken and ClaimEmailTaken
+	Tally  int64      // the tally (see Tally) of the document that decided: ours, the slot's or the holder's
 	Err    error      // for ClaimFailed
 }
 
@@ -66,7 +69,7 @@ func Settle(code string, email Email, r ClaimResult) (out Outcome, done bool, er
 			return AlreadyRedeemed, true, nil
 		}
 		return 0, true, ErrUsedElsewhere
-	case ClaimRetry:
+	case ClaimRetry, ClaimSlotClosed:
 		return 0, false, nil
 	default:
 		if r.Err == nil {

@@ -20,4 +20,34 @@ var (
 	ErrCodeTaken = errors.New("invitation code belongs to another owner")
 	// ErrBusy: this replica sheds load; retry shortly.
 	ErrBusy = errors.New("too many requests in progress")
+	// ErrNotRedeemed: nobody with this email holds a slot.
+	ErrNotRedeemed = errors.New("no redemption for this email")
 )
+
+// UnavailableError is an unknown outcome from storage: the write may or may
+// not have happened, so the answer is "retry" (503), never "failed". Reason
+// names the kind of failure for metrics and logs: network, timeout,
+// not-primary (a stepdown or shutdown), write-concern or other.
+type UnavailableError struct {
+	Reason string
+	Err    error
+}
+
+func (e *UnavailableError) Error() string {
+	return "storage unavailable (" + e.Reason + "): " + e.Err.Error()
+}
+
+// Is makes errors.Is(err, ErrUnavailable) hold, so one table row maps them.
+func (e *UnavailableError) Is(target error) bool { return target == ErrUnavailable }
+
+func (e *UnavailableError) Unwrap() error { return e.Err }
+
+// UnavailableReason is the Reason of the UnavailableError in err's chain, or
+// "" when there is none.
+func UnavailableReason(err error) string {
+	var u *UnavailableError
+	if errors.As(err, &u) {
+		return u.Reason
+	}
+	return ""
+}

@@ -52,6 +52,22 @@ func (inv Invitation) Expired(now time.Time) bool {
 // when it is also full, and a paused code is not reported full because pausing
 // is the state staff changed last.
 func (inv Invitation) Open(now time.Time, used int) error {
+	if err := inv.Admits(now); err != nil {
+		return err
+	}
+	if used >= inv.MaxUses {
+		return ErrExhausted
+	}
+	return nil
+}
+
+// Admits is Open without the count: whether the code's state lets anyone in
+// now (revoked, expired, paused or an unknown state do not).
+//
+// A person who already holds a slot of the code is answered "already
+// redeemed" before any of this is asked, whatever the code's state: a retry is
+// always safe (docs/api.md, order of checks).
+func (inv Invitation) Admits(now time.Time) error {
 	switch {
 	case inv.State == StateRevoked:
 		return ErrRevoked
@@ -61,8 +77,6 @@ func (inv Invitation) Open(now time.Time, used int) error {
 		return ErrPaused
 	case inv.State != StateActive:
 		return ErrRevoked // an unknown state never admits anyone
-	case used >= inv.MaxUses:
-		return ErrExhausted
 	}
 	return nil
 }

@@ -25,8 +25,8 @@ import (
 // Store is the outbox.
 type Store interface {
 	DueMail(ctx context.Context, now time.Time, limit int) ([]invite.Outbound, error)
-	ClaimAttempt(ctx context.Context, code string, slot, n int, by string, leaseUntil time.Time) (bool, time.Time, error)
-	RecordAttempt(ctx context.Context, code string, slot int, a invite.Attempt) error
+	ClaimAttempt(ctx context.Context, nonce string, n int, by string, leaseUntil time.Time) (bool, time.Time, error)
+	RecordAttempt(ctx context.Context, r invite.Redemption, a invite.Attempt) error
 	Position(ctx context.Context, code string, redeemedAt time.Time) (int, error)
 	OldestPendingMail(ctx context.Context) (time.Time, error)
 	MailTemplates(ctx context.Context, code string) (map[string]string, error)
@@ -167,7 +167,7 @@ func (d *Dispatcher) deliver(ctx context.Context, o invite.Outbound) error {
 	lease := now.Add(d.cfg.Lease)
 	n := o.Attempts + 1
 	for ; ; n++ {
-		won, held, err := d.store.ClaimAttempt(ctx, o.Code, o.Slot, n, d.cfg.ID, lease)
+		won, held, err := d.store.ClaimAttempt(ctx, o.Nonce, n, d.cfg.ID, lease)
 		if err != nil {
 			return err
 		}
@@ -204,7 +204,7 @@ func (d *Dispatcher) deliver(ctx context.Context, o invite.Outbound) error {
 		a.NextAt = a.At.Add(d.backoff(n))
 		d.metrics.retried.Inc()
 	}
-	return d.store.RecordAttempt(ctx, o.Code, o.Slot, a)
+	return d.store.RecordAttempt(ctx, o.Redemption, a)
 }
 
 // backoff is exponential with full jitter: a random wait in [0, base·2^(n-1)],

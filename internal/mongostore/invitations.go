@@ -26,7 +26,10 @@ type invitationDoc struct {
 	// MailTemplates: see invite.Invitation. A list, not a map: the keys
 	// contain dots, which field names must not.
 	MailTemplates []templateDoc `bson:"mailTemplates,omitempty"`
-	UpdatedAt     time.Time     `bson:"updatedAt"`
+	// SlotSpace is the highest maxUses the code ever had: replicas may have
+	// tried any slot below it (see invite.PlanSlots).
+	SlotSpace int       `bson:"slotSpace"`
+	UpdatedAt time.Time `bson:"updatedAt"`
 }
 
 type templateDoc struct {
@@ -56,12 +59,20 @@ func templatesFromDocs(docs []templateDoc) map[string]string {
 
 // PutInvitation creates or replaces the document of inv.Code, provided it is
 // new, already belongs to inv.Owner, or records no owner at all (written
-// before owners existed: the first writer adopts it). The filter names the owner, so for a
-// code owned by someone else the upsert becomes an insert of an existing _id,
-// which the unique index refuses: invite.ErrCodeTaken, decided atomically.
+// before owners existed: the first writer adopts it). The filter names the
+// owner, so for a code owned by someone else the upsert becomes an insert of
+// an existing _id, which the unique index refuses: invite.ErrCodeTaken,
+// decided atomically. Then it closes or reopens slots so that the code admits
+// exactly maxUses people (BalanceSlots).
+//
 // Only one writer (the operator's leader, or the local seeder) writes
-// invitations, so the replace itself need not be atomic.
+// invitations and placeholders, so reading the old document first and the
+// replace itself need not be atomic.
 func (s *Store) PutInvitation(ctx context.Context, inv invite.Invitation) error {
+	old, err := s.invitation(ctx, inv.Code)
+	if err != nil {
+		return err
+	}
 	doc := invitationDoc{
 		Code:          inv.Code,
 		MaxUses:       inv.MaxUses,
@@ -69,6 +80,7 @@ func (s *Store) PutInvitation(ctx context.Context, inv invite.Invitation) error 
 		Campaign:      inv.Campaign,
 		Owner:         inv.Owner,
 		MailTemplates: templatesToDocs(inv.MailTemplates),
+		SlotSpace:     max(inv.MaxUses, old.SlotSpace, old.MaxUses),
 		UpdatedAt:     s.now().UTC(),
 	}
 	if !inv.ExpiresAt.IsZero() {
@@ -76,11 +88,118 @@ func (s *Store) PutInvitation(ctx context.Context, inv invite.Invitation) error 
 		doc.ExpiresAt = &t
 	}
 	filter := bson.D{{Key: "_id", Value: inv.Code}, {Key: "owner", Value: bson.D{{Key: "$in", Value: bson.A{inv.Owner, nil}}}}}
-	_, err := s.invitations.ReplaceOne(ctx, filter, doc, options.Replace().SetUpsert(true))
+	_, err = s.invitations.ReplaceOne(ctx, filter, doc, options.Replace().SetUpsert(true))
 	if mongo.IsDuplicateKeyError(err) {
 		return fmt.Errorf("writing invitation %s: %w", inv.Code, invite.ErrCodeTaken)
 	}
-	return classify("writing invitation "+inv.Code, err)
+	if err != nil {
+		return classify("writing invitation "+inv.Code, err)
+	}
+	return s.balance(ctx, doc)
+}
+
+// invitation reads the document of code; a zero document when there is none.
+func (s *Store) invitation(ctx context.Context, code string) (invitationDoc, error) {
+	var d invitationDoc
+	err := s.invitations.FindOne(ctx, bson.D{{Key: "_id", Value: code}}).Decode(&d)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return invitationDoc{}, nil
+	}
+	return d, classify("reading invitation "+code, err)
+}
+
+// BalanceSlots brings the closed slots of code in line with its maxUses
+// (invite.PlanSlots), for revocations since the last PutInvitation: a
+// holder above a lowered limit who is revoked gives a closed slot back. It
+// costs one read when maxUses was never lowered. Call it from the single
+// writer of invitations only: two writers reopening at once could reopen
+// one slot too many.
+func (s *Store) BalanceSlots(ctx context.Context, code string) error {
+	d, err := s.invitation(ctx, code)
+	if err != nil || d.Code == "" {
+		return err
+	}
+	return s.balance(ctx, d)
+}
+
+// closedDoc is a placeholder in a slot: it holds the slot's unique _id so no
+// redemption can take it, and a unique email that no canonical address can
+// equal (it has no @). It has no mail, so no dispatcher ever sees it.
+type closedDoc struct {
+	ID     string `bson:"_id"`
+	Code   string `bson:"code"`
+	Slot   int    `bson:"slot"`
+	Email  string `bson:"email"`
+	Nonce  string `bson:"nonce"`
+	Closed int    `bson:"closed"`
+	Tally  int64  `bson:"tally"`
+}
+
+const closedNonce = "closed"
+
+// maxBalanceRounds bounds BalanceSlots: each round can only lose slots it
+// meant to close to redemptions made meanwhile, which a code has at most
+// maxUses of.
+const maxBalanceRounds = 8
+
+func (s *Store) balance(ctx context.Context, d invitationDoc) error {
+	if d.SlotSpace <= d.MaxUses {
+		// Never lowered, or raised back to the top: no slot should be
+		// closed, and usually none is (one indexed look-up to be sure).
+		err := s.redemptions.FindOne(ctx, bson.D{{Key: "code", Value: d.Code}, {Key: "closed", Value: 1}},
+			options.FindOne().SetProjection(bson.D{{Key: "_id", Value: 1}})).Err()
+		if errors.Is(err, mongo.ErrNoDocuments) {
+			return nil
+		}
+		if err != nil {
+			return classify("looking for closed slots of "+d.Code, err)
+		}
+	}
+	for range maxBalanceRounds {
+		occ, err := s.Occupants(ctx, d.Code)
+		if err != nil {
+			return err
+		}
+		closeSlots, reopen := invite.PlanSlots(d.MaxUses, d.SlotSpace, occ)
+		if len(closeSlots) == 0 && len(reopen) == 0 {
+			return nil
+		}
+		if len(closeSlots) > 0 {
+			docs := make([]any, len(closeSlots))
+			for i, slot := range closeSlots {
+				id := invite.SlotID(d.Code, slot)
+				docs[i] = closedDoc{ID: id, Code: d.Code, Slot: slot, Email: "closed:" + id, Nonce: closedNonce, Closed: 1,
+					Tally: invite.TallyOf(id, closedNonce, true)}
+			}
+			// A duplicate means a redemption took the slot first: the next
+			// round plans again with it.
+			_, err := s.redemptions.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
+			var bwe mongo.BulkWriteException
+			if err != nil && !(errors.As(err, &bwe) && bwe.WriteConcernError == nil && onlyDuplicates(bwe)) {
+				return classify("closing slots of "+d.Code, err)
+			}
+		}
+		if len(reopen) > 0 {
+			ids := make([]string, len(reopen))
+			for i, slot := range reopen {
+				ids[i] = invite.SlotID(d.Code, slot)
+			}
+			_, err := s.redemptions.DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}, {Key: "closed", Value: 1}})
+			if err != nil {
+				return classify("reopening slots of "+d.Code, err)
+			}
+		}
+	}
+	return fmt.Errorf("balancing the slots of %s: %w", d.Code, &invite.UnavailableError{Reason: "other", Err: errors.New("slots kept changing")})
+}
+
+func onlyDuplicates(bwe mongo.BulkWriteException) bool {
+	for _, we := range bwe.WriteErrors {
+		if we.Code != duplicateKey {
+			return false
+		}
+	}
+	return true
 }
 
 // Invitations returns every invitation document.

@@ -33,7 +33,7 @@ type attemptDoc struct {
 
 // claimDoc gives one dispatcher attempt n of one redemption's email.
 type claimDoc struct {
-	ID         string    `bson:"_id"` // <redemption _id>#<attempt>
+	ID         string    `bson:"_id"` // <redemption nonce>#<attempt>
 	By         string    `bson:"by"`
 	LeaseUntil time.Time `bson:"leaseUntil"`
 }
@@ -59,11 +59,15 @@ func (s *Store) DueMail(ctx context.Context, now time.Time, limit int) ([]invite
 }
 
 // ClaimAttempt tries to become the one dispatcher making attempt n for the
-// redemption in slot (code, slot): an insert against a unique _id, the only
+// redemption written with nonce: an insert against a unique _id, the only
 // atomic compare-and-set on every server we run on. It returns false with
 // the existing claim's lease when another dispatcher holds attempt n.
-func (s *Store) ClaimAttempt(ctx context.Context, code string, slot, n int, by string, leaseUntil time.Time) (bool, time.Time, error) {
-	id := invite.SlotID(code, slot) + "#" + strconv.Itoa(n)
+//
+// Keyed by the redemption (its nonce), not its slot: a revoked slot is taken
+// again by someone else, who must not inherit the attempts made for the
+// person before.
+func (s *Store) ClaimAttempt(ctx context.Context, nonce string, n int, by string, leaseUntil time.Time) (bool, time.Time, error) {
+	id := nonce + "#" + strconv.Itoa(n)
 	_, err := s.mailClaims.InsertOne(ctx, claimDoc{ID: id, By: by, LeaseUntil: leaseUntil.UTC()})
 	if err == nil {
 		return true, leaseUntil, nil
@@ -81,11 +85,12 @@ func (s *Store) ClaimAttempt(ctx context.Context, code string, slot, n int, by s
 	return false, existing.LeaseUntil, nil
 }
 
-// RecordAttempt stores the outcome of attempt a for the redemption in slot
-// (code, slot). Only the holder of attempt a's claim calls it, while its lease
-// holds, so there is a single writer and a plain update is enough even where
-// updates are not atomic.
-func (s *Store) RecordAttempt(ctx context.Context, code string, slot int, a invite.Attempt) error {
+// RecordAttempt stores the outcome of attempt a for redemption r. Only the
+// holder of attempt a's claim calls it, while its lease holds, so there is a
+// single writer and a plain update is enough even where updates are not
+// atomic. The update names r's nonce: if r was revoked and its slot taken by
+// someone else meanwhile, nothing is recorded on their document.
+func (s *Store) RecordAttempt(ctx context.Context, r invite.Redemption, a invite.Attempt) error {
 	set := bson.D{
 		{Key: "mail.state", Value: string(a.State)},
 		{Key: "mail.attempts", Value: a.Number},
@@ -95,7 +100,7 @@ func (s *Store) RecordAttempt(ctx context.Context, code string, slot int, a invi
 	if a.State == invite.MailSent {
 		set = append(set, bson.E{Key: "mail.sentAt", Value: a.At.UTC()})
 	}
-	_, err := s.redemptions.UpdateOne(ctx, bson.D{{Key: "_id", Value: invite.SlotID(code, slot)}}, bson.D{
+	_, err := s.redemptions.UpdateOne(ctx, bson.D{{Key: "_id", Value: invite.SlotID(r.Code, r.Slot)}, {Key: "nonce", Value: r.Nonce}}, bson.D{
 		{Key: "$set", Value: set},
 		{Key: "$push", Value: bson.D{{Key: "mail.history", Value: attemptDoc{Number: a.Number, State: string(a.State), Error: a.Error, At: a.At.UTC()}}}},
 	})

@@ -31,7 +31,7 @@ func TestMailOutbox(t *testing.T) {
 	lease := time.Now().Add(time.Minute)
 	for range 10 {
 		wg.Go(func() {
-			ok, held, err := s.ClaimAttempt(ctx, "c", 0, 1, "d", lease)
+			ok, held, err := s.ClaimAttempt(ctx, a.Nonce, 1, "d", lease)
 			if err != nil {
 				t.Error(err)
 			}
@@ -47,11 +47,11 @@ func TestMailOutbox(t *testing.T) {
 		t.Fatalf("%d dispatchers won attempt 1", wins.Load())
 	}
 
-	if err := s.RecordAttempt(ctx, "c", 0, invite.Attempt{Number: 1, State: invite.MailSent, At: time.Now()}); err != nil {
+	if err := s.RecordAttempt(ctx, a, invite.Attempt{Number: 1, State: invite.MailSent, At: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	retryAt := time.Now().Add(time.Hour)
-	if err := s.RecordAttempt(ctx, "c", 1, invite.Attempt{Number: 1, State: invite.MailPending, NextAt: retryAt, Error: "421 try later", At: time.Now()}); err != nil {
+	if err := s.RecordAttempt(ctx, b, invite.Attempt{Number: 1, State: invite.MailPending, NextAt: retryAt, Error: "421 try later", At: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	if due, _ := s.DueMail(ctx, time.Now(), 10); len(due) != 0 {
@@ -62,5 +62,34 @@ func TestMailOutbox(t *testing.T) {
 	}
 	if c, err := s.MailCounts(ctx, "c"); err != nil || c != (invite.MailCounts{Pending: 1, Sent: 1, OldestPending: b.RedeemedAt.Truncate(time.Millisecond).UTC()}) {
 		t.Fatalf("counts %+v, %v", c, err)
+	}
+}
+
+// A revoked slot is taken again by someone else: the attempts made for the
+// person before neither land on the new holder's document nor count for it.
+func TestMailFollowsTheRedemptionNotTheSlot(t *testing.T) {
+	s, ctx := newStore(t), context.Background()
+	old := claim("c", 0, "old@x.io", "n-old")
+	s.Claim(ctx, []invite.Redemption{old})
+	if ok, _, err := s.ClaimAttempt(ctx, old.Nonce, 1, "d", time.Now().Add(time.Minute)); !ok || err != nil {
+		t.Fatalf("claiming attempt 1 for the first holder: %v %v", ok, err)
+	}
+	if _, err := s.Revoke(ctx, "old@x.io"); err != nil {
+		t.Fatal(err)
+	}
+	next := claim("c", 0, "next@x.io", "n-next")
+	if r := s.Claim(ctx, []invite.Redemption{next}); r[0].Status != invite.ClaimInserted {
+		t.Fatalf("the freed slot is taken again: %+v", r[0])
+	}
+	// The send in flight for the revoked person finishes now.
+	if err := s.RecordAttempt(ctx, old, invite.Attempt{Number: 1, State: invite.MailSent, At: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	due, err := s.DueMail(ctx, time.Now(), 10)
+	if err != nil || len(due) != 1 || due[0].Email.Canonical != "next@x.io" || due[0].Attempts != 0 {
+		t.Fatalf("the new holder's email is still due, with no attempts inherited: %+v, %v", due, err)
+	}
+	if ok, _, err := s.ClaimAttempt(ctx, next.Nonce, 1, "d", time.Now().Add(time.Minute)); !ok || err != nil {
+		t.Fatalf("attempt 1 of the new holder is free: %v %v", ok, err)
 	}
 }

@@ -25,11 +25,18 @@ type redemptionDoc struct {
 	Nonce      string    `bson:"nonce"`
 	RedeemedAt time.Time `bson:"redeemedAt"`
 	Lang       string    `bson:"lang,omitempty"`
+	// Tally: see invite.Tally. Summed per code by Tallies.
+	Tally int64 `bson:"tally"`
+	// Closed is 1 on a placeholder (closedDoc) read through this type.
+	Closed int `bson:"closed,omitempty"`
 	// Mail makes the redemption its own outbox entry: written by the same
 	// insert that takes the slot, so no acknowledged redemption can lack
 	// one (see mail.go).
 	Mail mailDoc `bson:"mail"`
 }
+
+// notClosed selects redemptions, leaving out placeholders.
+var notClosed = bson.E{Key: "closed", Value: bson.D{{Key: "$exists", Value: false}}}
 
 func (d redemptionDoc) redemption() invite.Redemption {
 	return invite.Redemption{
@@ -62,9 +69,10 @@ func (s *Store) Claim(ctx context.Context, claims []invite.Redemption) []invite.
 			Nonce:      c.Nonce,
 			RedeemedAt: c.RedeemedAt.UTC(),
 			Lang:       c.Lang,
+			Tally:      invite.TallyOf(invite.SlotID(c.Code, c.Slot), c.Nonce, false),
 			Mail:       mailDoc{State: string(invite.MailPending), NextAt: c.RedeemedAt.UTC()},
 		}
-		results[i].Status = invite.ClaimInserted
+		results[i] = invite.ClaimResult{Status: invite.ClaimInserted, Tally: docs[i].(redemptionDoc).Tally}
 	}
 
 	_, err := s.redemptions.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
@@ -78,7 +86,7 @@ func (s *Store) Claim(ctx context.Context, claims []invite.Redemption) []invite.
 	if bwe.WriteConcernError != nil {
 		// The batch may or may not be durable: nobody gets an answer that
 		// could be wrong. Clients retry (503) and find their document.
-		return failAll(results, fmt.Errorf("claiming slots: %w: %w", invite.ErrUnavailable, err))
+		return failAll(results, classify("claiming slots", err))
 	}
 	var dups []int
 	for _, we := range bwe.WriteErrors {
@@ -117,10 +125,12 @@ func (s *Store) explainDuplicates(ctx context.Context, claims []invite.Redemptio
 		c := claims[idx]
 		holder, ok := bySlot[invite.SlotID(c.Code, c.Slot)]
 		switch {
+		case ok && holder.Closed != 0:
+			results[idx] = invite.ClaimResult{Status: invite.ClaimSlotClosed, Tally: holder.Tally}
 		case ok && holder.Nonce == c.Nonce:
-			results[idx] = invite.ClaimResult{Status: invite.ClaimInserted} // our own retried write
+			results[idx] = invite.ClaimResult{Status: invite.ClaimInserted, Tally: holder.Tally} // our own retried write
 		case ok:
-			results[idx] = invite.ClaimResult{Status: invite.ClaimSlotTaken, Holder: holder.redemption()}
+			results[idx] = invite.ClaimResult{Status: invite.ClaimSlotTaken, Holder: holder.redemption(), Tally: holder.Tally}
 		default:
 			emailDups = append(emailDups, idx)
 		}
@@ -138,7 +148,7 @@ func (s *Store) explainDuplicates(ctx context.Context, claims []invite.Redemptio
 	}
 	for _, idx := range emailDups {
 		if holder, ok := byEmail[claims[idx].Email.Canonical]; ok {
-			results[idx] = invite.ClaimResult{Status: invite.ClaimEmailTaken, Holder: holder.redemption()}
+			results[idx] = invite.ClaimResult{Status: invite.ClaimEmailTaken, Holder: holder.redemption(), Tally: holder.Tally}
 		} else {
 			results[idx] = invite.ClaimResult{Status: invite.ClaimRetry}
 		}
@@ -172,21 +182,35 @@ func failAll(results []invite.ClaimResult, err error) []invite.ClaimResult {
 // Redemptions returns the redemptions of code (at most its maxUses, plus any
 // left over after maxUses was lowered).
 func (s *Store) Redemptions(ctx context.Context, code string) ([]invite.Redemption, error) {
-	return s.listByCode(ctx, code, nil)
+	docs, err := s.listByCode(ctx, code, bson.D{{Key: "code", Value: code}, notClosed}, nil)
+	out := make([]invite.Redemption, len(docs))
+	for i, d := range docs {
+		out[i] = d.redemption()
+	}
+	return out, err
 }
 
-// SlotHolders is Redemptions with only the slot and the canonical email
-// filled in: what a redeemer's slot view needs, at a fraction of the bytes.
-func (s *Store) SlotHolders(ctx context.Context, code string) ([]invite.Redemption, error) {
-	return s.listByCode(ctx, code, options.Find().SetProjection(bson.D{{Key: "slot", Value: 1}, {Key: "email", Value: 1}}))
+// Occupants returns what every slot of code holds, redemptions and closed
+// slots alike, with only what a redeemer's slot view needs.
+func (s *Store) Occupants(ctx context.Context, code string) ([]invite.Occupant, error) {
+	docs, err := s.listByCode(ctx, code, bson.D{{Key: "code", Value: code}},
+		options.Find().SetProjection(bson.D{{Key: "slot", Value: 1}, {Key: "email", Value: 1}, {Key: "closed", Value: 1}, {Key: "tally", Value: 1}}))
+	out := make([]invite.Occupant, len(docs))
+	for i, d := range docs {
+		out[i] = invite.Occupant{Slot: d.Slot, Email: d.Email, Closed: d.Closed != 0, Tally: d.Tally}
+		if out[i].Closed {
+			out[i].Email = ""
+		}
+	}
+	return out, err
 }
 
-func (s *Store) listByCode(ctx context.Context, code string, opts *options.FindOptionsBuilder) ([]invite.Redemption, error) {
+func (s *Store) listByCode(ctx context.Context, code string, filter bson.D, opts *options.FindOptionsBuilder) ([]redemptionDoc, error) {
 	var optList []options.Lister[options.FindOptions]
 	if opts != nil {
 		optList = append(optList, opts)
 	}
-	cur, err := s.redemptions.Find(ctx, bson.D{{Key: "code", Value: code}}, optList...)
+	cur, err := s.redemptions.Find(ctx, filter, optList...)
 	if err != nil {
 		return nil, classify("listing redemptions of "+code, err)
 	}
@@ -194,24 +218,67 @@ func (s *Store) listByCode(ctx context.Context, code string, opts *options.FindO
 	if err := cur.All(ctx, &docs); err != nil {
 		return nil, classify("listing redemptions of "+code, err)
 	}
-	out := make([]invite.Redemption, len(docs))
-	for i, d := range docs {
-		out[i] = d.redemption()
+	return docs, nil
+}
+
+// Tallies sums every code's slot documents (see invite.Tally) in one query:
+// how a redeemer learns, for all codes at once, whether its view of a code
+// is complete, and how many people hold a code it has not loaded.
+func (s *Store) Tallies(ctx context.Context) (map[string]invite.Tally, error) {
+	cur, err := s.redemptions.Aggregate(ctx, bson.A{
+		bson.D{{Key: "$group", Value: bson.D{{Key: "_id", Value: "$code"}, {Key: "t", Value: bson.D{{Key: "$sum", Value: "$tally"}}}}}},
+	})
+	if err != nil {
+		return nil, classify("summing tallies", err)
+	}
+	var rows []struct {
+		Code  string        `bson:"_id"`
+		Tally bson.RawValue `bson:"t"`
+	}
+	if err := cur.All(ctx, &rows); err != nil {
+		return nil, classify("summing tallies", err)
+	}
+	out := make(map[string]invite.Tally, len(rows))
+	for _, r := range rows {
+		t, ok := r.Tally.AsInt64OK() // int32 when small, int64 otherwise
+		if !ok {
+			return nil, fmt.Errorf("summing tallies: %s: not an integer: %v", r.Code, r.Tally)
+		}
+		out[r.Code] = invite.Tally(t)
 	}
 	return out, nil
 }
 
 // Used counts the redemptions of code.
 func (s *Store) Used(ctx context.Context, code string) (int, error) {
-	n, err := s.redemptions.CountDocuments(ctx, bson.D{{Key: "code", Value: code}})
+	n, err := s.redemptions.CountDocuments(ctx, bson.D{{Key: "code", Value: code}, notClosed})
 	return int(n), classify("counting redemptions of "+code, err)
 }
 
-// DeleteRedemption removes the redemption of a canonical email, freeing its
-// slot (staff revoking one person's access).
-func (s *Store) DeleteRedemption(ctx context.Context, canonicalEmail string) error {
-	_, err := s.redemptions.DeleteOne(ctx, bson.D{{Key: "email", Value: canonicalEmail}})
-	return classify("deleting redemption", err)
+// Revoke deletes the redemption of a canonical email, freeing its slot and
+// letting the person redeem again (staff revoking one person's place). Every
+// redeemer forgets the holder within its usage interval (the code's tally
+// changes). It returns the redemption revoked, or invite.ErrNotRedeemed.
+//
+// The delete names the document's nonce, so a person who was revoked and
+// redeemed again meanwhile keeps their new place.
+func (s *Store) Revoke(ctx context.Context, canonicalEmail string) (invite.Redemption, error) {
+	var d redemptionDoc
+	err := s.redemptions.FindOne(ctx, bson.D{{Key: "email", Value: canonicalEmail}, notClosed}).Decode(&d)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return invite.Redemption{}, invite.ErrNotRedeemed
+	}
+	if err != nil {
+		return invite.Redemption{}, classify("reading a redemption to revoke", err)
+	}
+	res, err := s.redemptions.DeleteOne(ctx, bson.D{{Key: "_id", Value: d.ID}, {Key: "nonce", Value: d.Nonce}})
+	if err != nil {
+		return invite.Redemption{}, classify("revoking a redemption", err)
+	}
+	if res.DeletedCount == 0 {
+		return invite.Redemption{}, invite.ErrNotRedeemed
+	}
+	return d.redemption(), nil
 }
 
 // Usage reports how many redemptions code has and when the latest happened

@@ -89,17 +89,70 @@ func (s *Store) Ping(ctx context.Context) error {
 	return classify("ping", s.invitations.Database().Client().Ping(ctx, nil))
 }
 
-// classify wraps err with invite.ErrUnavailable when the database could not be
-// reached or did not answer in time: the outcome of the operation is unknown
-// and the caller may retry. Other errors are bugs or misconfiguration.
+// classify turns a driver error into what the caller can act on. A
+// redemption is an insert checked by unique keys, so the only definite
+// failures are a duplicate key (the callers look at the data before calling
+// this) and a document the server refused to store; anything else (network
+// errors, timeouts, a primary stepping down or shutting down, a write concern
+// not satisfied in time) leaves the outcome unknown: an
+// invite.UnavailableError, which clients hear as 503 and may retry. The
+// server's error labels and codes, not its message text, decide the reason.
 func classify(op string, err error) error {
 	if err == nil {
 		return nil
 	}
-	if mongo.IsNetworkError(err) || mongo.IsTimeout(err) ||
-		errors.Is(err, mongo.ErrClientDisconnected) ||
-		errors.As(err, &topology.ServerSelectionError{}) {
-		return fmt.Errorf("%s: %w: %w", op, invite.ErrUnavailable, err)
+	wrapped := fmt.Errorf("%s: %w", op, err)
+	var se mongo.ServerError
+	if errors.As(err, &se) && !mongo.IsTimeout(err) && !mongo.IsNetworkError(err) && hasAnyCode(se, definiteCodes) {
+		return wrapped
 	}
-	return fmt.Errorf("%s: %w", op, err)
+	return &invite.UnavailableError{Reason: reason(err), Err: wrapped}
+}
+
+// definiteCodes are server errors that say the write did not happen and a
+// retry would fail the same way: the request or the document is wrong.
+var definiteCodes = []int{
+	2,   // BadValue
+	9,   // FailedToParse
+	14,  // TypeMismatch
+	121, // DocumentValidationFailure
+}
+
+// notPrimaryCodes are what a stepdown or a shutdown answers (the driver
+// retries a retryable write once; when that fails too, they reach us).
+var notPrimaryCodes = []int{
+	91,    // ShutdownInProgress
+	189,   // PrimarySteppedDown
+	10107, // NotWritablePrimary
+	11600, // InterruptedAtShutdown
+	11602, // InterruptedDueToReplStateChange
+	13435, // NotPrimaryNoSecondaryOk
+	13436, // NotPrimaryOrSecondary
+}
+
+func reason(err error) string {
+	var se mongo.ServerError
+	var bwe mongo.BulkWriteException
+	var we mongo.WriteException
+	switch {
+	case mongo.IsTimeout(err) || errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	case mongo.IsNetworkError(err) || errors.Is(err, mongo.ErrClientDisconnected) ||
+		errors.As(err, &topology.ServerSelectionError{}):
+		return "network"
+	case errors.As(err, &bwe) && bwe.WriteConcernError != nil, errors.As(err, &we) && we.WriteConcernError != nil:
+		return "write-concern"
+	case errors.As(err, &se) && (se.HasErrorLabel("RetryableWriteError") || hasAnyCode(se, notPrimaryCodes)):
+		return "not-primary"
+	}
+	return "other"
+}
+
+func hasAnyCode(se mongo.ServerError, codes []int) bool {
+	for _, c := range codes {
+		if se.HasErrorCode(c) {
+			return true
+		}
+	}
+	return false
 }
