@@ -36,7 +36,11 @@ import (
 
 // Store is what the reconciler needs from MongoDB.
 type Store interface {
+	// PutInvitation writes the code and closes or reopens slots so that
+	// storage admits exactly maxUses people (invite.PlanSlots).
 	PutInvitation(ctx context.Context, inv invite.Invitation) error
+	// BalanceSlots does the slot part again, for revocations since.
+	BalanceSlots(ctx context.Context, code string) error
 	Usage(ctx context.Context, code string) (invite.Usage, error)
 	MailCounts(ctx context.Context, code string) (invite.MailCounts, error)
 }
@@ -197,14 +201,19 @@ func (r *InvitationReconciler) mailTemplates(ctx context.Context, inv *v1alpha1.
 	return cm.Data, nil
 }
 
-// reconcileUsage reads how many people redeemed the code.
+// reconcileUsage gives back closed slots that revocations freed, then reads
+// how many people redeemed the code.
 func (r *InvitationReconciler) reconcileUsage(ctx context.Context, inv *v1alpha1.Invitation, obs *observation) (ctrl.Result, error) {
 	if !obs.seeded {
 		return ctrl.Result{}, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
-	u, err := r.Store.Usage(ctx, inv.EffectiveCode())
+	err := r.Store.BalanceSlots(ctx, inv.EffectiveCode())
+	var u invite.Usage
+	if err == nil {
+		u, err = r.Store.Usage(ctx, inv.EffectiveCode())
+	}
 	if err == nil {
 		obs.mail, err = r.Store.MailCounts(ctx, inv.EffectiveCode())
 	}

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -318,6 +319,55 @@ var _ = Describe("Invitation controller", func() {
 			}, Equal(metav1.ConditionTrue))))
 		Expect(stored("lowered")()).To(HaveField("MaxUses", 2))
 		Expect(store.Used(ctx, "lowered")).To(Equal(4))
+	})
+
+	It("makes a lowered maxUses exact in storage, whatever slots replicas try, and gives back slots revoked above it", func() {
+		ns := newNamespace()
+		inv := create(newInvitation(ns, "exact", 10, "exact"))
+		Eventually(status(inv)).Should(HaveField("Phase", v1alpha1.PhaseActive))
+		redeem("exact", 6, "h6@example.com", "h7@example.com", "h8@example.com") // holders high in the slot space
+		applied := func(maxUses int32) func() bool {
+			return func() bool {
+				got, err := fetch(inv)()
+				return err == nil && got.Spec.MaxUses == maxUses && got.Status.ObservedGeneration == got.Generation
+			}
+		}
+		update(inv, func(i *v1alpha1.Invitation) { i.Spec.MaxUses = 5 })
+		Eventually(applied(5)).Should(BeTrue())
+
+		// A replica that never saw the change tries every slot of the old
+		// limit with new people: storage lets in 5 - 3 = 2, no more.
+		tryAll := func(prefix string) int {
+			claims := make([]invite.Redemption, 10)
+			for slot := range claims {
+				e := fmt.Sprintf("%s%d@example.com", prefix, slot)
+				claims[slot] = invite.Redemption{Code: "exact", Slot: slot, Email: invite.Email{Canonical: e, Raw: e}, Nonce: e, RedeemedAt: time.Now()}
+			}
+			n := 0
+			for _, r := range store.Claim(ctx, claims) {
+				if r.Status == invite.ClaimInserted {
+					n++
+				}
+			}
+			return n
+		}
+		Expect(tryAll("a")).To(Equal(2))
+		Expect(store.Used(ctx, "exact")).To(Equal(5))
+		Expect(tryAll("b")).To(Equal(0))
+		Eventually(status(inv)).Should(And(HaveField("Used", int32(5)), HaveField("Phase", v1alpha1.PhaseExhausted)))
+
+		// Revoking a holder above the limit frees one place, once.
+		_, err := store.Revoke(ctx, "h8@example.com")
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(func() int { return tryAll("c") }).Should(Equal(1))
+		Expect(store.Used(ctx, "exact")).To(Equal(5))
+
+		// Raising it again opens exactly the new places.
+		update(inv, func(i *v1alpha1.Invitation) { i.Spec.MaxUses = 7 })
+		Eventually(applied(7)).Should(BeTrue())
+		Expect(tryAll("d")).To(Equal(2))
+		Expect(store.Used(ctx, "exact")).To(Equal(7))
+		Expect(tryAll("f")).To(Equal(0))
 	})
 
 	It("raises the fleet's floor ahead of a launch and drops it when the campaign is done", func() {

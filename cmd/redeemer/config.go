@@ -77,8 +77,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.IntVar(&c.claim.BatchSize, "batch-size", 128, "slot claims per MongoDB insert")
 	fs.IntVar(&c.claim.Parallel, "parallel-batches", 2, "inserts in flight per invitation")
 	fs.DurationVar(&c.claim.PollInterval, "poll-interval", time.Second, "how often invitations are re-read")
-	fs.DurationVar(&c.claim.UsageInterval, "usage-interval", 5*time.Second, "how often usage counts are re-read")
-	fs.DurationVar(&c.claim.WriteTimeout, "write-timeout", 5*time.Second, "deadline of one MongoDB write")
+	fs.DurationVar(&c.claim.UsageInterval, "usage-interval", 5*time.Second, "how often usage tallies are re-read (revocations are seen within this)")
+	fs.DurationVar(&c.claim.WriteTimeout, "write-timeout", 5*time.Second, "deadline of one MongoDB operation (sent to the server as maxTimeMS, so a slow majority write concern fails explicitly)")
+	fs.DurationVar(&c.claim.RedeemTimeout, "redeem-timeout", 10*time.Second, "deadline of one redemption, all attempts included; between --write-timeout and --write-timeout-http")
 	fs.BoolVar(&c.mail.dispatch, "mail-dispatch", true, "run a mail dispatcher in this process (any number may run)")
 	fs.StringVar(&c.mail.smtp.Host, "smtp-host", "", "mail server; empty: write each email as an .eml file to --mail-dir")
 	fs.IntVar(&c.mail.smtp.Port, "smtp-port", 587, "mail server port")
@@ -147,6 +148,10 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		c.drainDelay < 0 || c.shutdownTimeout <= 0 || c.claim.PollInterval <= 0 || c.claim.UsageInterval <= 0 ||
 			c.claim.WriteTimeout <= 0 || c.claim.AdmissionWait < 0 || c.http.RateInterval <= 0:
 		return c, fmt.Errorf("%w: durations must be positive", errUsage)
+	case c.claim.RedeemTimeout < c.claim.WriteTimeout || c.claim.RedeemTimeout >= c.timeouts.write:
+		// Past the HTTP write timeout the answer could not be written: the
+		// client would see a dropped connection, not a 503 it may retry.
+		return c, fmt.Errorf("%w: --redeem-timeout must be at least --write-timeout and below --write-timeout-http", errUsage)
 	}
 	return c, nil
 }

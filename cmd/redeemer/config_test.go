@@ -47,6 +47,8 @@ func TestParseConfig(t *testing.T) {
 		{[]string{"--mongodb-uri", "m"}, env("RATE_LIMIT_KEYS", "many"), "invalid value \"many\" for RATE_LIMIT_KEYS"},
 		{[]string{"--mongodb-uri", "m", "--write-timeout", "0s"}, env(), "durations must be positive"},
 		{[]string{"--mongodb-uri", "m", "extra"}, env(), "unexpected arguments"},
+		{[]string{"--mongodb-uri", "m", "--redeem-timeout", "20s"}, env(), "--redeem-timeout must be at least --write-timeout and below --write-timeout-http"},
+		{[]string{"--mongodb-uri", "m", "--redeem-timeout", "1s"}, env(), "--redeem-timeout must be at least"},
 	} {
 		_, err := parseConfig(tt.args, tt.env, io.Discard)
 		if !errors.Is(err, errUsage) || !strings.Contains(err.Error(), tt.want) {
