@@ -49,6 +49,12 @@ func (s *Service) refreshInvitations(ctx context.Context) error {
 		seen[inv.Code] = true
 		if c := s.lookup(inv.Code); c != nil {
 			c.mu.Lock()
+			if c.view != nil && inv.MaxUses != c.inv.MaxUses {
+				// The operator closed or reopened slots before writing the
+				// new limit: see them before answering "full".
+				c.incompleteLocked()
+				s.reloadLocked(c)
+			}
 			c.inv = inv
 			if c.view != nil {
 				c.view.grow(inv.MaxUses)

@@ -62,8 +62,11 @@ func templatesFromDocs(docs []templateDoc) map[string]string {
 // before owners existed: the first writer adopts it). The filter names the
 // owner, so for a code owned by someone else the upsert becomes an insert of
 // an existing _id, which the unique index refuses: invite.ErrCodeTaken,
-// decided atomically. Then it closes or reopens slots so that the code admits
-// exactly maxUses people (BalanceSlots).
+// decided atomically.
+//
+// Before the document, it closes or reopens slots so that storage admits
+// exactly maxUses people (BalanceSlots): a raised limit is open before any
+// replica reads it, and a lowered one is enforced whatever replicas read.
 //
 // Only one writer (the operator's leader, or the local seeder) writes
 // invitations and placeholders, so reading the old document first and the
@@ -72,6 +75,9 @@ func (s *Store) PutInvitation(ctx context.Context, inv invite.Invitation) error 
 	old, err := s.invitation(ctx, inv.Code)
 	if err != nil {
 		return err
+	}
+	if old.Owner != "" && old.Owner != inv.Owner {
+		return fmt.Errorf("writing invitation %s: %w", inv.Code, invite.ErrCodeTaken)
 	}
 	doc := invitationDoc{
 		Code:          inv.Code,
@@ -87,15 +93,15 @@ func (s *Store) PutInvitation(ctx context.Context, inv invite.Invitation) error 
 		t := inv.ExpiresAt.UTC()
 		doc.ExpiresAt = &t
 	}
+	if err := s.balance(ctx, doc); err != nil {
+		return err
+	}
 	filter := bson.D{{Key: "_id", Value: inv.Code}, {Key: "owner", Value: bson.D{{Key: "$in", Value: bson.A{inv.Owner, nil}}}}}
 	_, err = s.invitations.ReplaceOne(ctx, filter, doc, options.Replace().SetUpsert(true))
 	if mongo.IsDuplicateKeyError(err) {
 		return fmt.Errorf("writing invitation %s: %w", inv.Code, invite.ErrCodeTaken)
 	}
-	if err != nil {
-		return classify("writing invitation "+inv.Code, err)
-	}
-	return s.balance(ctx, doc)
+	return Classify("writing invitation "+inv.Code, err)
 }
 
 // invitation reads the document of code; a zero document when there is none.
@@ -105,7 +111,7 @@ func (s *Store) invitation(ctx context.Context, code string) (invitationDoc, err
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		return invitationDoc{}, nil
 	}
-	return d, classify("reading invitation "+code, err)
+	return d, Classify("reading invitation "+code, err)
 }
 
 // BalanceSlots brings the closed slots of code in line with its maxUses
@@ -152,7 +158,7 @@ func (s *Store) balance(ctx context.Context, d invitationDoc) error {
 			return nil
 		}
 		if err != nil {
-			return classify("looking for closed slots of "+d.Code, err)
+			return Classify("looking for closed slots of "+d.Code, err)
 		}
 	}
 	for range maxBalanceRounds {
@@ -176,7 +182,7 @@ func (s *Store) balance(ctx context.Context, d invitationDoc) error {
 			_, err := s.redemptions.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
 			var bwe mongo.BulkWriteException
 			if err != nil && !(errors.As(err, &bwe) && bwe.WriteConcernError == nil && onlyDuplicates(bwe)) {
-				return classify("closing slots of "+d.Code, err)
+				return Classify("closing slots of "+d.Code, err)
 			}
 		}
 		if len(reopen) > 0 {
@@ -186,7 +192,7 @@ func (s *Store) balance(ctx context.Context, d invitationDoc) error {
 			}
 			_, err := s.redemptions.DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}, {Key: "closed", Value: 1}})
 			if err != nil {
-				return classify("reopening slots of "+d.Code, err)
+				return Classify("reopening slots of "+d.Code, err)
 			}
 		}
 	}
@@ -206,11 +212,11 @@ func onlyDuplicates(bwe mongo.BulkWriteException) bool {
 func (s *Store) Invitations(ctx context.Context) ([]invite.Invitation, error) {
 	cur, err := s.invitations.Find(ctx, bson.D{})
 	if err != nil {
-		return nil, classify("listing invitations", err)
+		return nil, Classify("listing invitations", err)
 	}
 	var docs []invitationDoc
 	if err := cur.All(ctx, &docs); err != nil {
-		return nil, classify("listing invitations", err)
+		return nil, Classify("listing invitations", err)
 	}
 	out := make([]invite.Invitation, len(docs))
 	for i, d := range docs {
@@ -237,5 +243,5 @@ func (s *Store) MailTemplates(ctx context.Context, code string) (map[string]stri
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		return nil, nil
 	}
-	return templatesFromDocs(d.MailTemplates), classify("reading the mail templates of "+code, err)
+	return templatesFromDocs(d.MailTemplates), Classify("reading the mail templates of "+code, err)
 }

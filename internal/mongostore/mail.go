@@ -45,11 +45,11 @@ func (s *Store) DueMail(ctx context.Context, now time.Time, limit int) ([]invite
 		bson.D{{Key: "mail.state", Value: string(invite.MailPending)}, {Key: "mail.nextAt", Value: bson.D{{Key: "$lte", Value: now.UTC()}}}},
 		options.Find().SetSort(bson.D{{Key: "mail.nextAt", Value: 1}}).SetLimit(int64(limit)))
 	if err != nil {
-		return nil, classify("listing due mail", err)
+		return nil, Classify("listing due mail", err)
 	}
 	var docs []redemptionDoc
 	if err := cur.All(ctx, &docs); err != nil {
-		return nil, classify("listing due mail", err)
+		return nil, Classify("listing due mail", err)
 	}
 	out := make([]invite.Outbound, len(docs))
 	for i, d := range docs {
@@ -73,14 +73,14 @@ func (s *Store) ClaimAttempt(ctx context.Context, nonce string, n int, by string
 		return true, leaseUntil, nil
 	}
 	if !mongo.IsDuplicateKeyError(err) {
-		return false, time.Time{}, classify("claiming a mail attempt", err)
+		return false, time.Time{}, Classify("claiming a mail attempt", err)
 	}
 	var existing claimDoc
 	if err := s.mailClaims.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&existing); err != nil {
 		if errors.Is(err, mongo.ErrNoDocuments) {
 			return false, time.Time{}, nil // vanished: try again on the next round
 		}
-		return false, time.Time{}, classify("reading a mail claim", err)
+		return false, time.Time{}, Classify("reading a mail claim", err)
 	}
 	return false, existing.LeaseUntil, nil
 }
@@ -104,7 +104,7 @@ func (s *Store) RecordAttempt(ctx context.Context, r invite.Redemption, a invite
 		{Key: "$set", Value: set},
 		{Key: "$push", Value: bson.D{{Key: "mail.history", Value: attemptDoc{Number: a.Number, State: string(a.State), Error: a.Error, At: a.At.UTC()}}}},
 	})
-	return classify("recording a mail attempt", err)
+	return Classify("recording a mail attempt", err)
 }
 
 // MailCounts counts a code's emails by state.
@@ -113,7 +113,7 @@ func (s *Store) MailCounts(ctx context.Context, code string) (invite.MailCounts,
 	for state, dst := range map[invite.MailState]*int{invite.MailPending: &c.Pending, invite.MailSent: &c.Sent, invite.MailFailed: &c.Failed} {
 		n, err := s.redemptions.CountDocuments(ctx, bson.D{{Key: "code", Value: code}, {Key: "mail.state", Value: string(state)}})
 		if err != nil {
-			return c, classify("counting mail of "+code, err)
+			return c, Classify("counting mail of "+code, err)
 		}
 		*dst = int(n)
 	}
@@ -122,7 +122,7 @@ func (s *Store) MailCounts(ctx context.Context, code string) (invite.MailCounts,
 		err := s.redemptions.FindOne(ctx, bson.D{{Key: "code", Value: code}, {Key: "mail.state", Value: string(invite.MailPending)}},
 			options.FindOne().SetSort(bson.D{{Key: "redeemedAt", Value: 1}}).SetProjection(bson.D{{Key: "redeemedAt", Value: 1}})).Decode(&d)
 		if err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
-			return c, classify("reading the oldest pending mail of "+code, err)
+			return c, Classify("reading the oldest pending mail of "+code, err)
 		}
 		c.OldestPending = d.RedeemedAt
 	}
@@ -139,7 +139,7 @@ func (s *Store) OldestPendingMail(ctx context.Context) (time.Time, error) {
 		return time.Time{}, nil
 	}
 	if err != nil {
-		return time.Time{}, classify("reading the oldest pending mail", err)
+		return time.Time{}, Classify("reading the oldest pending mail", err)
 	}
 	return d.RedeemedAt, nil
 }
@@ -148,5 +148,5 @@ func (s *Store) OldestPendingMail(ctx context.Context) (time.Time, error) {
 // redeemedAt.
 func (s *Store) Position(ctx context.Context, code string, redeemedAt time.Time) (int, error) {
 	n, err := s.redemptions.CountDocuments(ctx, bson.D{{Key: "code", Value: code}, {Key: "redeemedAt", Value: bson.D{{Key: "$lt", Value: redeemedAt.UTC()}}}})
-	return int(n) + 1, classify("counting the position in "+code, err)
+	return int(n) + 1, Classify("counting the position in "+code, err)
 }

@@ -81,12 +81,12 @@ func (s *Store) Claim(ctx context.Context, claims []invite.Redemption) []invite.
 	}
 	var bwe mongo.BulkWriteException
 	if !errors.As(err, &bwe) {
-		return failAll(results, classify("claiming slots", err))
+		return failAll(results, Classify("claiming slots", err))
 	}
 	if bwe.WriteConcernError != nil {
 		// The batch may or may not be durable: nobody gets an answer that
 		// could be wrong. Clients retry (503) and find their document.
-		return failAll(results, classify("claiming slots", err))
+		return failAll(results, Classify("claiming slots", err))
 	}
 	var dups []int
 	for _, we := range bwe.WriteErrors {
@@ -97,7 +97,7 @@ func (s *Store) Claim(ctx context.Context, claims []invite.Redemption) []invite.
 			dups = append(dups, we.Index)
 			continue
 		}
-		results[we.Index] = invite.ClaimResult{Status: invite.ClaimFailed, Err: classify("claiming a slot", we)}
+		results[we.Index] = invite.ClaimResult{Status: invite.ClaimFailed, Err: Classify("claiming a slot", we)}
 	}
 	if len(dups) > 0 {
 		if err := s.explainDuplicates(ctx, claims, dups, results); err != nil {
@@ -159,11 +159,11 @@ func (s *Store) explainDuplicates(ctx context.Context, claims []invite.Redemptio
 func (s *Store) find(ctx context.Context, field string, values []string, key func(redemptionDoc) string) (map[string]redemptionDoc, error) {
 	cur, err := s.redemptions.Find(ctx, bson.D{{Key: field, Value: bson.D{{Key: "$in", Value: values}}}})
 	if err != nil {
-		return nil, classify("reading conflicting redemptions", err)
+		return nil, Classify("reading conflicting redemptions", err)
 	}
 	var docs []redemptionDoc
 	if err := cur.All(ctx, &docs); err != nil {
-		return nil, classify("reading conflicting redemptions", err)
+		return nil, Classify("reading conflicting redemptions", err)
 	}
 	out := make(map[string]redemptionDoc, len(docs))
 	for _, d := range docs {
@@ -212,11 +212,11 @@ func (s *Store) listByCode(ctx context.Context, code string, filter bson.D, opts
 	}
 	cur, err := s.redemptions.Find(ctx, filter, optList...)
 	if err != nil {
-		return nil, classify("listing redemptions of "+code, err)
+		return nil, Classify("listing redemptions of "+code, err)
 	}
 	var docs []redemptionDoc
 	if err := cur.All(ctx, &docs); err != nil {
-		return nil, classify("listing redemptions of "+code, err)
+		return nil, Classify("listing redemptions of "+code, err)
 	}
 	return docs, nil
 }
@@ -229,14 +229,14 @@ func (s *Store) Tallies(ctx context.Context) (map[string]invite.Tally, error) {
 		bson.D{{Key: "$group", Value: bson.D{{Key: "_id", Value: "$code"}, {Key: "t", Value: bson.D{{Key: "$sum", Value: "$tally"}}}}}},
 	})
 	if err != nil {
-		return nil, classify("summing tallies", err)
+		return nil, Classify("summing tallies", err)
 	}
 	var rows []struct {
 		Code  string        `bson:"_id"`
 		Tally bson.RawValue `bson:"t"`
 	}
 	if err := cur.All(ctx, &rows); err != nil {
-		return nil, classify("summing tallies", err)
+		return nil, Classify("summing tallies", err)
 	}
 	out := make(map[string]invite.Tally, len(rows))
 	for _, r := range rows {
@@ -252,7 +252,7 @@ func (s *Store) Tallies(ctx context.Context) (map[string]invite.Tally, error) {
 // Used counts the redemptions of code.
 func (s *Store) Used(ctx context.Context, code string) (int, error) {
 	n, err := s.redemptions.CountDocuments(ctx, bson.D{{Key: "code", Value: code}, notClosed})
-	return int(n), classify("counting redemptions of "+code, err)
+	return int(n), Classify("counting redemptions of "+code, err)
 }
 
 // Revoke deletes the redemption of a canonical email, freeing its slot and
@@ -269,11 +269,11 @@ func (s *Store) Revoke(ctx context.Context, canonicalEmail string) (invite.Redem
 		return invite.Redemption{}, invite.ErrNotRedeemed
 	}
 	if err != nil {
-		return invite.Redemption{}, classify("reading a redemption to revoke", err)
+		return invite.Redemption{}, Classify("reading a redemption to revoke", err)
 	}
 	res, err := s.redemptions.DeleteOne(ctx, bson.D{{Key: "_id", Value: d.ID}, {Key: "nonce", Value: d.Nonce}})
 	if err != nil {
-		return invite.Redemption{}, classify("revoking a redemption", err)
+		return invite.Redemption{}, Classify("revoking a redemption", err)
 	}
 	if res.DeletedCount == 0 {
 		return invite.Redemption{}, invite.ErrNotRedeemed
@@ -292,7 +292,7 @@ func (s *Store) Usage(ctx context.Context, code string) (invite.Usage, error) {
 	err = s.redemptions.FindOne(ctx, bson.D{{Key: "code", Value: code}},
 		options.FindOne().SetSort(bson.D{{Key: "redeemedAt", Value: -1}}).SetProjection(bson.D{{Key: "redeemedAt", Value: 1}})).Decode(&last)
 	if err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
-		return invite.Usage{}, classify("reading the latest redemption of "+code, err)
+		return invite.Usage{}, Classify("reading the latest redemption of "+code, err)
 	}
 	return invite.Usage{Used: used, LastRedemption: last.RedeemedAt}, nil
 }

@@ -78,7 +78,7 @@ func (s *Store) EnsureIndexes(ctx context.Context) error {
 		"mail_due":     {Keys: bson.D{{Key: "mail.state", Value: 1}, {Key: "mail.nextAt", Value: 1}}, Options: options.Index().SetName("mail_due")},
 	} {
 		if _, err := s.redemptions.Indexes().CreateOne(ctx, idx); err != nil {
-			return classify("creating index "+name, err)
+			return Classify("creating index "+name, err)
 		}
 	}
 	return nil
@@ -86,10 +86,10 @@ func (s *Store) EnsureIndexes(ctx context.Context) error {
 
 // Ping checks that the primary answers.
 func (s *Store) Ping(ctx context.Context) error {
-	return classify("ping", s.invitations.Database().Client().Ping(ctx, nil))
+	return Classify("ping", s.invitations.Database().Client().Ping(ctx, nil))
 }
 
-// classify turns a driver error into what the caller can act on. A
+// Classify turns a driver error into what the caller can act on. A
 // redemption is an insert checked by unique keys, so the only definite
 // failures are a duplicate key (the callers look at the data before calling
 // this) and a document the server refused to store; anything else (network
@@ -97,7 +97,7 @@ func (s *Store) Ping(ctx context.Context) error {
 // not satisfied in time) leaves the outcome unknown: an
 // invite.UnavailableError, which clients hear as 503 and may retry. The
 // server's error labels and codes, not its message text, decide the reason.
-func classify(op string, err error) error {
+func Classify(op string, err error) error {
 	if err == nil {
 		return nil
 	}
