@@ -325,7 +325,10 @@ func TestOutageKeepsAnsweringFromMemory(t *testing.T) {
 	expect(t, svc, "open", "carol@example.com", 0, invite.ErrUnavailable)
 
 	faults.Down(nil)
-	eventually(t, func() error { _, err := svc.Redeem(context.Background(), "open", email(t, "carol@example.com"), "en"); return err })
+	eventually(t, func() error {
+		_, err := svc.Redeem(context.Background(), "open", email(t, "carol@example.com"), "en")
+		return err
+	})
 }
 
 // TestAbandonedRequestsLeave: requests whose clients left while storage hung

@@ -25,7 +25,7 @@ type Faults struct {
 	RedeemerStore
 
 	mu        sync.Mutex
-	claimErrs []claimFault // the next Claim calls fail, in order
+	claimErrs []claimFault  // the next Claim calls fail, in order
 	down      error         // every operation fails while set
 	held      chan struct{} // while set, Claim waits until it is closed
 	claimed   int           // claims that reached the real store
