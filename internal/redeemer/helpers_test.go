@@ -35,7 +35,7 @@ type replica struct {
 	svc     *claim.Service
 }
 
-func startReplica(t *testing.T, st *mongostore.Store, cfg redeemer.Config) *replica {
+func startReplica(t *testing.T, st claim.Store, cfg redeemer.Config) *replica {
 	t.Helper()
 	svc := claim.New(st, claim.Config{PollInterval: 50 * time.Millisecond, UsageInterval: 100 * time.Millisecond}, logr.Discard())
 	ctx, cancel := context.WithCancel(context.Background())
