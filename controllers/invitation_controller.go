@@ -5,6 +5,7 @@
 package controllers
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -144,11 +145,7 @@ func (r *InvitationReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 
 // reconcileSeed writes the invitation to MongoDB as the spec says.
 func (r *InvitationReconciler) reconcileSeed(ctx context.Context, inv *v1alpha1.Invitation, obs *observation) (ctrl.Result, error) {
-	state := invite.StateActive
-	if inv.Spec.Paused {
-		state = invite.StatePaused
-	}
-	doc, key := domainInvitation(inv, state), "seed/"+inv.Namespace+"/"+inv.Name
+	doc, key := Document(inv), "seed/"+inv.Namespace+"/"+inv.Name
 	templates, err := r.mailTemplates(ctx, inv)
 	if err != nil {
 		obs.seedErr = err
@@ -368,8 +365,23 @@ func soonest(results ...ctrl.Result) ctrl.Result {
 	return out
 }
 
+// Document is the one Invitation -> MongoDB document mapping: what the
+// operator seeds for inv (active or paused as the spec says, owned by
+// "<namespace>/<name>"), and what `make run-local` seeds for the same YAML.
+// The mail templates come from a ConfigMap and are the caller's to add.
+func Document(inv *v1alpha1.Invitation) invite.Invitation {
+	state := invite.StateActive
+	if inv.Spec.Paused {
+		state = invite.StatePaused
+	}
+	return domainInvitation(inv, state)
+}
+
 func domainInvitation(inv *v1alpha1.Invitation, state invite.State) invite.Invitation {
-	out := invite.Invitation{Code: inv.EffectiveCode(), MaxUses: int(inv.Spec.MaxUses), State: state, Campaign: inv.Spec.Campaign,
+	// The API server defaults spec.campaign; a local run without one
+	// reads the YAML as written.
+	campaign := cmp.Or(inv.Spec.Campaign, "default")
+	out := invite.Invitation{Code: inv.EffectiveCode(), MaxUses: int(inv.Spec.MaxUses), State: state, Campaign: campaign,
 		Owner: inv.Namespace + "/" + inv.Name}
 	if inv.Spec.ExpiresAt != nil {
 		out.ExpiresAt = inv.Spec.ExpiresAt.Time

@@ -14,8 +14,11 @@ import (
 	"syscall"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
+	v1alpha1 "github.com/velvetrope/velvetrope/api/v1alpha1"
+	"github.com/velvetrope/velvetrope/controllers"
 	"github.com/velvetrope/velvetrope/internal/invite"
 	"github.com/velvetrope/velvetrope/internal/mongostore"
 	"github.com/velvetrope/velvetrope/internal/testbed"
@@ -95,21 +98,9 @@ Metrics: %s/metrics     Ctrl-C stops everything; data stays in .dev/ (make dev-r
 	return nil
 }
 
-// sample is the part of an Invitation object the local run needs.
-type sample struct {
-	Kind     string `json:"kind"`
-	Metadata struct {
-		Name string `json:"name"`
-	} `json:"metadata"`
-	Spec struct {
-		Code      string     `json:"code"`
-		MaxUses   int        `json:"maxUses"`
-		Paused    bool       `json:"paused"`
-		Campaign  string     `json:"campaign"`
-		ExpiresAt *time.Time `json:"expiresAt"`
-	} `json:"spec"`
-}
-
+// loadSamples reads the Invitation objects in dir and maps each to its
+// document exactly as the operator does in namespace default, so the local
+// run and the operator agree on the data.
 func loadSamples(dir string) ([]invite.Invitation, error) {
 	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
 	if err != nil {
@@ -121,31 +112,21 @@ func loadSamples(dir string) ([]invite.Invitation, error) {
 		if err != nil {
 			return nil, err
 		}
-		var s sample
-		if err := yaml.Unmarshal(b, &s); err != nil {
+		var meta metav1.TypeMeta
+		if err := yaml.Unmarshal(b, &meta); err != nil {
 			return nil, fmt.Errorf("%s: %w", f, err)
 		}
-		if s.Kind != "Invitation" {
+		if meta.Kind != "Invitation" {
 			continue
 		}
-		// Owned as the operator owns the same file applied in namespace
-		// default, so the local run and the operator agree on the data.
-		inv := invite.Invitation{Code: s.Spec.Code, MaxUses: s.Spec.MaxUses, State: invite.StateActive, Campaign: s.Spec.Campaign,
-			Owner: "default/" + s.Metadata.Name}
-		if inv.Code == "" {
-			inv.Code = s.Metadata.Name
+		var obj v1alpha1.Invitation
+		if err := yaml.UnmarshalStrict(b, &obj); err != nil {
+			return nil, fmt.Errorf("%s: %w", f, err)
 		}
-		if inv.Campaign == "" {
-			inv.Campaign = "default"
-		}
-		if s.Spec.Paused {
-			inv.State = invite.StatePaused
-		}
-		if s.Spec.ExpiresAt != nil {
-			inv.ExpiresAt = *s.Spec.ExpiresAt
-		}
-		if !invite.ValidCode(inv.Code) || inv.MaxUses < 1 || inv.MaxUses > invite.MaxUsesLimit {
-			return nil, fmt.Errorf("%s: invalid invitation (code %q, maxUses %d)", f, inv.Code, inv.MaxUses)
+		obj.Namespace = "default"
+		inv := controllers.Document(&obj)
+		if err := inv.Validate(); err != nil {
+			return nil, fmt.Errorf("%s: %w", f, err)
 		}
 		out = append(out, inv)
 	}
