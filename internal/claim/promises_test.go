@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
@@ -373,4 +374,37 @@ func TestAbandonedRequestsLeave(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestStorageFailuresAreCounted: an outage shows in metrics, by reason.
+func TestStorageFailuresAreCounted(t *testing.T) {
+	st := newStore(t, active("m", 5))
+	faults := &testbed.Faults{RedeemerStore: st}
+	reg := prometheus.NewRegistry()
+	instrumented, err := claim.Instrument(faults, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := start(t, instrumented, fast)
+	faults.FailNextClaim(mongostore.Classify("claiming slots", mongo.CommandError{Code: 189, Name: "PrimarySteppedDown"}), false)
+	expect(t, svc, "m", "ann@example.com", 0, invite.ErrUnavailable)
+	failures, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range failures {
+		if mf.GetName() != "velvetrope_store_failures_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["op"] == "claim" && labels["reason"] == "not-primary" && m.GetCounter().GetValue() == 1 {
+				return
+			}
+		}
+	}
+	t.Fatal("velvetrope_store_failures_total{op=claim,reason=not-primary} is not 1")
 }
