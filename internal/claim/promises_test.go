@@ -281,7 +281,7 @@ func TestUnknownOutcomesAreRetriable(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			st := newStore(t, active("u", 3))
-			faults := &testbed.Faults{RedeemerStore: st}
+			faults := &testbed.Faults{Store: st}
 			svc := start(t, faults, fast)
 			faults.FailNextClaim(mongostore.Classify("claiming slots", tt.err), tt.land)
 			_, err := svc.Redeem(context.Background(), "u", email(t, "ann@example.com"), "en")
@@ -310,7 +310,7 @@ func TestUnknownOutcomesAreRetriable(t *testing.T) {
 func TestOutageKeepsAnsweringFromMemory(t *testing.T) {
 	full, open := active("full", 1), active("open", 5)
 	st := newStore(t, full, open)
-	faults := &testbed.Faults{RedeemerStore: st}
+	faults := &testbed.Faults{Store: st}
 	svc := start(t, faults, fast)
 	expect(t, svc, "full", "ann@example.com", invite.Redeemed, nil)
 	expect(t, svc, "full", "bob@example.com", 0, invite.ErrExhausted)
@@ -337,7 +337,7 @@ func TestOutageKeepsAnsweringFromMemory(t *testing.T) {
 // written and the bound holds for the people still waiting.
 func TestAbandonedRequestsLeave(t *testing.T) {
 	st := newStore(t, active("a", 1000))
-	faults := &testbed.Faults{RedeemerStore: st}
+	faults := &testbed.Faults{Store: st}
 	cfg := fast
 	cfg.MaxPending, cfg.BatchSize, cfg.Parallel = 50, 10, 1
 	svc := start(t, faults, cfg)
@@ -379,7 +379,7 @@ func TestAbandonedRequestsLeave(t *testing.T) {
 // TestStorageFailuresAreCounted: an outage shows in metrics, by reason.
 func TestStorageFailuresAreCounted(t *testing.T) {
 	st := newStore(t, active("m", 5))
-	faults := &testbed.Faults{RedeemerStore: st}
+	faults := &testbed.Faults{Store: st}
 	reg := prometheus.NewRegistry()
 	instrumented, err := claim.Instrument(faults, reg)
 	if err != nil {

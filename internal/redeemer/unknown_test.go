@@ -17,7 +17,7 @@ import (
 // a 500; retrying, they hear 200, and they are stored once.
 func TestUnknownOutcomeIs503(t *testing.T) {
 	st := newStore(t, active("u", 5))
-	faults := &testbed.Faults{RedeemerStore: st}
+	faults := &testbed.Faults{Store: st}
 	r := startReplica(t, faults, redeemer.Config{})
 	stepdown := mongo.CommandError{Code: 11602, Name: "InterruptedDueToReplStateChange", Labels: []string{"RetryableWriteError"}}
 	faults.FailNextClaim(mongostore.Classify("claiming slots", stepdown), true)

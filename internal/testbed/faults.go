@@ -4,17 +4,9 @@ import (
 	"context"
 	"sync"
 
+	"github.com/velvetrope/velvetrope/internal/claim"
 	"github.com/velvetrope/velvetrope/internal/invite"
 )
-
-// RedeemerStore is what a redeemer replica needs from storage (the methods of
-// claim.Store, restated so the test bed does not import the claim package).
-type RedeemerStore interface {
-	Invitations(ctx context.Context) ([]invite.Invitation, error)
-	Occupants(ctx context.Context, code string) ([]invite.Occupant, error)
-	Tallies(ctx context.Context) (map[string]invite.Tally, error)
-	Claim(ctx context.Context, claims []invite.Redemption) []invite.ClaimResult
-}
 
 // Faults wraps a real store and injects what the FerretDB test bed cannot
 // produce: a primary stepping down after a write landed, a write concern that
@@ -22,7 +14,7 @@ type RedeemerStore interface {
 // given to it should come from mongostore.Classify of a driver error, so the
 // classification under test is the product's own.
 type Faults struct {
-	RedeemerStore
+	claim.Store
 
 	mu        sync.Mutex
 	claimErrs []claimFault  // the next Claim calls fail, in order
@@ -83,21 +75,21 @@ func (f *Faults) Invitations(ctx context.Context) ([]invite.Invitation, error) {
 	if err := f.outage(); err != nil {
 		return nil, err
 	}
-	return f.RedeemerStore.Invitations(ctx)
+	return f.Store.Invitations(ctx)
 }
 
 func (f *Faults) Occupants(ctx context.Context, code string) ([]invite.Occupant, error) {
 	if err := f.outage(); err != nil {
 		return nil, err
 	}
-	return f.RedeemerStore.Occupants(ctx, code)
+	return f.Store.Occupants(ctx, code)
 }
 
 func (f *Faults) Tallies(ctx context.Context) (map[string]invite.Tally, error) {
 	if err := f.outage(); err != nil {
 		return nil, err
 	}
-	return f.RedeemerStore.Tallies(ctx)
+	return f.Store.Tallies(ctx)
 }
 
 func (f *Faults) Claim(ctx context.Context, claims []invite.Redemption) []invite.ClaimResult {
@@ -127,10 +119,10 @@ func (f *Faults) Claim(ctx context.Context, claims []invite.Redemption) []invite
 		return failed(down)
 	case fault == nil:
 		f.count(len(claims))
-		return f.RedeemerStore.Claim(ctx, claims)
+		return f.Store.Claim(ctx, claims)
 	case fault.land:
 		f.count(len(claims))
-		f.RedeemerStore.Claim(ctx, claims)
+		f.Store.Claim(ctx, claims)
 	}
 	return failed(fault.err)
 }
