@@ -43,6 +43,7 @@ type request struct {
 	attempts  int
 	deadline  time.Time
 	elem      *list.Element // in code.queue; nil once taken out
+	gone      bool          // its client left
 	done      chan answer   // buffered: answered exactly once, never blocks
 	followers []*request    // the same person asking again while this was in flight
 }

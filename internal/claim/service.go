@@ -214,12 +214,7 @@ func (s *Service) Redeem(ctx context.Context, codeName string, email invite.Emai
 	case <-ctx.Done():
 	}
 	c.mu.Lock()
-	if r.elem != nil {
-		// Still queued: it leaves now, and so does its admission place.
-		c.queue.Remove(r.elem)
-		r.elem = nil
-		s.release()
-	}
+	s.leaveLocked(c, r)
 	c.mu.Unlock()
 	select {
 	case a := <-r.done: // answered meanwhile: say so
@@ -232,6 +227,30 @@ func (s *Service) Redeem(ctx context.Context, codeName string, email invite.Emai
 		return 0, errDeadline
 	}
 	return 0, ctx.Err()
+}
+
+// leaveLocked takes r out when its client has left. Still queued, it leaves
+// now, and so does its admission place; the same person asking again behind
+// it takes its place. In a batch in flight or following another request, it
+// stays (its claim may land) and its place comes back with the answer.
+func (s *Service) leaveLocked(c *code, r *request) {
+	r.gone = true
+	if r.elem == nil {
+		return
+	}
+	for len(r.followers) > 0 {
+		f := r.followers[0]
+		r.followers = r.followers[1:]
+		if f.gone {
+			s.reply(f, 0, errGone)
+			continue
+		}
+		f.followers, r.followers = append(f.followers, r.followers...), nil
+		f.elem = c.queue.InsertBefore(f, r.elem)
+	}
+	c.queue.Remove(r.elem)
+	r.elem = nil
+	s.release()
 }
 
 // admit bounds how many requests wait for storage; past the bound a request
@@ -315,4 +334,5 @@ var (
 var (
 	errAttempts = fmt.Errorf("%w: too many slot conflicts", invite.ErrUnavailable)
 	errDeadline = fmt.Errorf("%w: the redemption's deadline passed", invite.ErrUnavailable)
+	errGone     = fmt.Errorf("%w: the client left", invite.ErrUnavailable)
 )

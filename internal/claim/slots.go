@@ -29,10 +29,14 @@ type slotView struct {
 	// tally sums tallies: equal to storage's invite.Tally of the code when
 	// the view knows every document in the code's slots.
 	tally int64
+	// fullBelow caches full(limit) for fullAt (-1: not known), so a crowd
+	// on a full code is answered without a scan per request.
+	fullAt    int
+	fullBelow bool
 }
 
 func newSlotView(maxUses int) *slotView {
-	v := &slotView{holders: map[string]int{}}
+	v := &slotView{holders: map[string]int{}, fullAt: -1}
 	v.grow(maxUses)
 	return v
 }
@@ -42,6 +46,7 @@ func newSlotView(maxUses int) *slotView {
 func (v *slotView) grow(n int) {
 	n = min(n, invite.MaxUsesLimit)
 	if n > len(v.slots) {
+		v.fullAt = -1
 		v.slots = append(v.slots, make([]slotState, n-len(v.slots))...)
 		v.owners = append(v.owners, make([]string, n-len(v.owners))...)
 		v.tallies = append(v.tallies, make([]int64, n-len(v.tallies))...)
@@ -69,6 +74,7 @@ func (v *slotView) occupy(slot int, st slotState, t int64) bool {
 		return false
 	}
 	v.grow(slot + 1)
+	v.fullAt = -1
 	switch v.slots[slot] {
 	case reserved:
 		v.reserved--
@@ -89,16 +95,21 @@ func (v *slotView) occupy(slot int, st slotState, t int64) bool {
 
 // full reports whether no slot below limit is free or reserved.
 func (v *slotView) full(limit int) bool {
-	limit = min(limit, len(v.slots))
-	for _, st := range v.slots[:limit] {
+	if v.fullAt == limit {
+		return v.fullBelow
+	}
+	v.fullAt, v.fullBelow = limit, true
+	for _, st := range v.slots[:min(limit, len(v.slots))] {
 		if st == free || st == reserved {
-			return false
+			v.fullBelow = false
+			break
 		}
 	}
-	return true
+	return v.fullBelow
 }
 
 func (v *slotView) reserve(slot int) {
+	v.fullAt = -1
 	v.slots[slot] = reserved
 	v.reserved++
 }
@@ -106,6 +117,7 @@ func (v *slotView) reserve(slot int) {
 // release frees a reserved slot whose claim did not take it.
 func (v *slotView) release(slot int) {
 	if slot < len(v.slots) && v.slots[slot] == reserved {
+		v.fullAt = -1
 		v.slots[slot] = free
 		v.reserved--
 	}
