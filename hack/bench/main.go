@@ -241,7 +241,7 @@ func scrapeStoreStats(targets []string) string {
 		}
 	}
 	var b strings.Builder
-	for _, op := range []string{"claim", "slot_holders", "used", "invitations"} {
+	for _, op := range []string{"claim", "occupants", "tallies", "invitations"} {
 		n := sums[`velvetrope_store_operation_duration_seconds_count{op="`+op+`"}`]
 		if n == 0 {
 			continue
