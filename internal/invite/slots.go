@@ -65,7 +65,9 @@ func (t Tally) Used() int { return t.Docs() - t.Closed() }
 // PlanSlots decides which slots to close (insert a placeholder) and which to
 // reopen (delete one) so that a code admits exactly max(0, maxUses-holders)
 // more people. space is the highest maxUses the code ever had: every slot a
-// replica may ever have tried lies below it.
+// replica may ever have tried lies below it. A slot occupied at or above
+// space (data from before space was recorded, or a space lost with its
+// document) widens it: every holder above maxUses counts, wherever it sits.
 //
 // The rule, and why it is safe while replicas keep inserting:
 //  1. Every free slot in [maxUses, space) is closed. Until then a replica that
@@ -81,7 +83,11 @@ func (t Tally) Used() int { return t.Docs() - t.Closed() }
 // done; a caller applies the plan and plans again until it is empty, because
 // concurrent redemptions can take the slots it meant to close.
 func PlanSlots(maxUses, space int, occ []Occupant) (closeSlots, reopen []int) {
-	space = min(max(space, maxUses), MaxUsesLimit)
+	space = max(space, maxUses)
+	for _, o := range occ {
+		space = max(space, o.Slot+1)
+	}
+	space = min(space, MaxUsesLimit)
 	state := make([]*Occupant, space)
 	for i := range occ {
 		if o := &occ[i]; o.Slot >= 0 && o.Slot < space {

@@ -46,6 +46,8 @@ func TestPlanSlots(t *testing.T) {
 		{"raised above the old space: the new slots are free", 8, 5, []Occupant{closed(4)}, nil, []int{4}},
 		{"lowered below usage: everything closes", 2, 4, []Occupant{holder(1), holder(2), holder(3)}, []int{0}, nil},
 		{"nothing reopens while slots above the limit are open", 2, 5, []Occupant{closed(0), closed(1)}, seq(2, 5), nil},
+		{"holders beyond the recorded space still count", 2, 2, []Occupant{holder(0), holder(3)}, []int{2}, nil},
+		{"a lost space is widened by what is stored", 10, 10, []Occupant{holder(3), holder(50), closed(8), closed(9)}, seq(10, 50), nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

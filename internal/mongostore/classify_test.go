@@ -33,6 +33,7 @@ func TestClassify(t *testing.T) {
 		{"a write error carrying a retryable label in a bulk", mongo.BulkWriteException{Labels: []string{"RetryableWriteError"}, WriteErrors: []mongo.BulkWriteError{{WriteError: mongo.WriteError{Code: 11602}}}}, "not-primary"},
 		{"write concern timed out (wtimeout)", wce(64, "WriteConcernFailed"), "write-concern"},
 		{"write concern cut by maxTimeMS", wce(50, "MaxTimeMSExpired"), "write-concern"},
+		{"a write concern error whatever its code", wce(2, "BadValue"), "write-concern"},
 		{"the operation's deadline", fmt.Errorf("insert: %w", context.DeadlineExceeded), "timeout"},
 		{"maxTimeMS expired", mongo.CommandError{Code: 50, Name: "MaxTimeMSExpired"}, "timeout"},
 		{"network error", mongo.CommandError{Labels: []string{"NetworkError"}, Wrapped: errors.New("connection reset")}, "network"},

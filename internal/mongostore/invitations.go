@@ -59,10 +59,9 @@ func templatesFromDocs(docs []templateDoc) map[string]string {
 
 // PutInvitation creates or replaces the document of inv.Code, provided it is
 // new, already belongs to inv.Owner, or records no owner at all (written
-// before owners existed: the first writer adopts it). The filter names the
-// owner, so for a code owned by someone else the upsert becomes an insert of
-// an existing _id, which the unique index refuses: invite.ErrCodeTaken,
-// decided atomically.
+// before owners existed: the first writer adopts it). Ownership is settled
+// before anything else (putOwned), so for a code owned by someone else
+// nothing changes: invite.ErrCodeTaken, decided atomically.
 //
 // Before the document, it closes or reopens slots so that storage admits
 // exactly maxUses people (BalanceSlots): a raised limit is open before any
@@ -93,15 +92,35 @@ func (s *Store) PutInvitation(ctx context.Context, inv invite.Invitation) error 
 		t := inv.ExpiresAt.UTC()
 		doc.ExpiresAt = &t
 	}
+	if old.Owner != inv.Owner {
+		// Own the code before touching its slots: of two Invitations
+		// claiming one code, the loser must not have balanced them. A new
+		// code is written as it is; an adopted one keeps its old limit
+		// until its slots are balanced.
+		first := doc
+		if old.Code != "" {
+			first, first.Owner, first.SlotSpace = old, inv.Owner, doc.SlotSpace
+		}
+		if err := s.putOwned(ctx, first); err != nil {
+			return err
+		}
+	}
 	if err := s.balance(ctx, doc); err != nil {
 		return err
 	}
-	filter := bson.D{{Key: "_id", Value: inv.Code}, {Key: "owner", Value: bson.D{{Key: "$in", Value: bson.A{inv.Owner, nil}}}}}
-	_, err = s.invitations.ReplaceOne(ctx, filter, doc, options.Replace().SetUpsert(true))
+	return s.putOwned(ctx, doc)
+}
+
+// putOwned upserts d unless another owner has the code: the filter names the
+// owner, so the upsert becomes an insert of an existing _id, which the unique
+// index refuses atomically.
+func (s *Store) putOwned(ctx context.Context, d invitationDoc) error {
+	filter := bson.D{{Key: "_id", Value: d.Code}, {Key: "owner", Value: bson.D{{Key: "$in", Value: bson.A{d.Owner, nil}}}}}
+	_, err := s.invitations.ReplaceOne(ctx, filter, d, options.Replace().SetUpsert(true))
 	if mongo.IsDuplicateKeyError(err) {
-		return fmt.Errorf("writing invitation %s: %w", inv.Code, invite.ErrCodeTaken)
+		return fmt.Errorf("writing invitation %s: %w", d.Code, invite.ErrCodeTaken)
 	}
-	return Classify("writing invitation "+inv.Code, err)
+	return Classify("writing invitation "+d.Code, err)
 }
 
 // invitation reads the document of code; a zero document when there is none.
@@ -150,10 +169,14 @@ const maxBalanceRounds = 8
 
 func (s *Store) balance(ctx context.Context, d invitationDoc) error {
 	if d.SlotSpace <= d.MaxUses {
-		// Never lowered, or raised back to the top: no slot should be
-		// closed, and usually none is (one indexed look-up to be sure).
-		err := s.redemptions.FindOne(ctx, bson.D{{Key: "code", Value: d.Code}, {Key: "closed", Value: 1}},
-			options.FindOne().SetProjection(bson.D{{Key: "_id", Value: 1}})).Err()
+		// Never lowered, or raised back to the top: usually no slot is
+		// closed and nobody sits above the limit (one indexed look-up to be
+		// sure: data from before slotSpace was recorded, or a document
+		// recreated by hand, may say otherwise).
+		err := s.redemptions.FindOne(ctx, bson.D{{Key: "code", Value: d.Code}, {Key: "$or", Value: bson.A{
+			bson.D{{Key: "closed", Value: 1}},
+			bson.D{{Key: "slot", Value: bson.D{{Key: "$gte", Value: d.MaxUses}}}},
+		}}}, options.FindOne().SetProjection(bson.D{{Key: "_id", Value: 1}})).Err()
 		if errors.Is(err, mongo.ErrNoDocuments) {
 			return nil
 		}

@@ -66,7 +66,8 @@ func Connect(uri, appName string) (*mongo.Client, error) {
 }
 
 // EnsureIndexes creates the unique index that makes "one person, one
-// invitation" hold across all codes, and the index usage counts read.
+// invitation" hold across all codes and the indexes reads use, and brings
+// documents written by earlier versions up to date (backfillTallies).
 //
 // One index per command: FerretDB v1.24 panics when a single createIndexes
 // names two indexes that already exist (it deletes from the filtered list by
@@ -81,7 +82,37 @@ func (s *Store) EnsureIndexes(ctx context.Context) error {
 			return Classify("creating index "+name, err)
 		}
 	}
-	return nil
+	return s.backfillTallies(ctx)
+}
+
+// backfillTallies gives redemptions written before tallies existed their
+// tally, so that revoking one of those people changes their code's sum like
+// any other (invite.Tally). The value is a function of the document, so
+// replicas doing this at once write the same thing and a plain update is
+// enough even where updates are not atomic.
+func (s *Store) backfillTallies(ctx context.Context) error {
+	missing := bson.D{{Key: "tally", Value: bson.D{{Key: "$exists", Value: false}}}}
+	for {
+		cur, err := s.redemptions.Find(ctx, missing, options.Find().SetLimit(1000).
+			SetProjection(bson.D{{Key: "nonce", Value: 1}, {Key: "closed", Value: 1}}))
+		if err != nil {
+			return Classify("finding redemptions without a tally", err)
+		}
+		var docs []redemptionDoc
+		if err := cur.All(ctx, &docs); err != nil {
+			return Classify("finding redemptions without a tally", err)
+		}
+		if len(docs) == 0 {
+			return nil
+		}
+		for _, d := range docs {
+			t := invite.TallyOf(d.ID, d.Nonce, d.Closed != 0)
+			if _, err := s.redemptions.UpdateOne(ctx, bson.D{{Key: "_id", Value: d.ID}, missing[0]},
+				bson.D{{Key: "$set", Value: bson.D{{Key: "tally", Value: t}}}}); err != nil {
+				return Classify("backfilling a tally", err)
+			}
+		}
+	}
 }
 
 // Ping checks that the primary answers.
@@ -103,7 +134,7 @@ func Classify(op string, err error) error {
 	}
 	wrapped := fmt.Errorf("%s: %w", op, err)
 	var se mongo.ServerError
-	if errors.As(err, &se) && !mongo.IsTimeout(err) && !mongo.IsNetworkError(err) && hasAnyCode(se, definiteCodes) {
+	if errors.As(err, &se) && !mongo.IsTimeout(err) && !mongo.IsNetworkError(err) && !writeConcernFailed(err) && hasAnyCode(se, definiteCodes) {
 		return wrapped
 	}
 	return &invite.UnavailableError{Reason: reason(err), Err: wrapped}
@@ -132,20 +163,26 @@ var notPrimaryCodes = []int{
 
 func reason(err error) string {
 	var se mongo.ServerError
-	var bwe mongo.BulkWriteException
-	var we mongo.WriteException
 	switch {
 	case mongo.IsTimeout(err) || errors.Is(err, context.DeadlineExceeded):
 		return "timeout"
 	case mongo.IsNetworkError(err) || errors.Is(err, mongo.ErrClientDisconnected) ||
 		errors.As(err, &topology.ServerSelectionError{}):
 		return "network"
-	case errors.As(err, &bwe) && bwe.WriteConcernError != nil, errors.As(err, &we) && we.WriteConcernError != nil:
+	case writeConcernFailed(err):
 		return "write-concern"
 	case errors.As(err, &se) && (se.HasErrorLabel("RetryableWriteError") || hasAnyCode(se, notPrimaryCodes)):
 		return "not-primary"
 	}
 	return "other"
+}
+
+// writeConcernFailed: the write may be applied but not durable, whatever
+// code the write-concern error carries.
+func writeConcernFailed(err error) bool {
+	var bwe mongo.BulkWriteException
+	var we mongo.WriteException
+	return errors.As(err, &bwe) && bwe.WriteConcernError != nil || errors.As(err, &we) && we.WriteConcernError != nil
 }
 
 func hasAnyCode(se mongo.ServerError, codes []int) bool {
