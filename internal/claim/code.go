@@ -23,7 +23,8 @@ type code struct {
 	// that need to know every holder ("full", "paused" to a person who may
 	// hold a slot) come from memory only when it is true.
 	complete   bool
-	signals    int // incompleteness signals so far; a reload that saw one while reading is not complete
+	signals    int // incompleteness signals so far
+	loadFrom   int // signals when the running reload started: one since means it is not complete
 	loading    bool
 	reloadSoon bool // a reload is scheduled for when ReloadEvery has passed
 	lastLoad   time.Time
@@ -43,6 +44,7 @@ type request struct {
 	attempts  int
 	deadline  time.Time
 	elem      *list.Element // in code.queue; nil once taken out
+	leader    *request      // while following another request of the same person
 	gone      bool          // its client left
 	done      chan answer   // buffered: answered exactly once, never blocks
 	followers []*request    // the same person asking again while this was in flight
@@ -109,8 +111,27 @@ func (s *Service) reply(r *request, out invite.Outcome, err error) {
 			out = invite.AlreadyRedeemed
 		}
 		f.done <- answer{out, err}
+		f.leader = nil
 		s.release()
 	}
+	r.followers = nil
+}
+
+// abandonLocked answers r, whose client left, and hands its place to the
+// first of its followers (the same person asking again), whom it returns to
+// stand where r stood; nil when nobody follows.
+func (s *Service) abandonLocked(r *request) *request {
+	var next *request
+	if len(r.followers) > 0 {
+		next, r.followers = r.followers[0], r.followers[1:]
+		next.followers, r.followers = append(next.followers, r.followers...), nil
+		next.leader = nil
+		for _, f := range next.followers {
+			f.leader = next
+		}
+	}
+	s.reply(r, 0, errGone)
+	return next
 }
 
 // pumpLocked starts batches while there are requests and room in flight. A
@@ -182,6 +203,7 @@ func (s *Service) takeBatchLocked(c *code) (batch []*request, wantComplete bool)
 		if leader, ok := c.byEmail[r.email.Canonical]; ok {
 			s.popLocked(c)
 			leader.followers = append(leader.followers, r)
+			r.leader = leader
 			continue
 		}
 		if out, err, ok := s.fromMemoryLocked(c, r.email); ok {
@@ -230,6 +252,7 @@ func (s *Service) send(c *code, name string, batch []*request) {
 	ctx, cancel := context.WithDeadline(context.Background(), minTime(deadline, latest))
 	results := s.store.Claim(ctx, claims)
 	cancel()
+	requestsTimedOut := latest.Before(deadline) && !s.cfg.Now().Before(latest)
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -257,7 +280,9 @@ func (s *Service) send(c *code, name string, batch []*request) {
 		case invite.ClaimFailed:
 			// The outcome is unknown: our document may be in storage.
 			c.incompleteLocked()
-			s.storageFailed(res.Err)
+			if !(requestsTimedOut && invite.UnavailableReason(res.Err) == "timeout") {
+				s.storageFailed(res.Err) // not when it was the requests' own deadline
+			}
 		}
 		out, done, err := invite.Settle(c.inv.Code, r.email, res)
 		switch {
@@ -267,6 +292,12 @@ func (s *Service) send(c *code, name string, batch []*request) {
 			s.reply(r, 0, errAttempts)
 		case !s.cfg.Now().Before(r.deadline):
 			s.reply(r, 0, errDeadline)
+		case r.gone:
+			// Its client left while it was in flight: it is not tried
+			// again, but the same person asking behind it is.
+			if next := s.abandonLocked(r); next != nil {
+				retry = append(retry, next)
+			}
 		default:
 			r.attempts++
 			retry = append(retry, r)
@@ -302,7 +333,15 @@ func (s *Service) reloadLocked(c *code) {
 		})
 		return
 	}
-	c.loading, c.sinceLoad = true, c.sinceLoad[:0]
+	s.startReloadLocked(c)
+}
+
+// startReloadLocked starts a reload now (a running one first finishes).
+func (s *Service) startReloadLocked(c *code) {
+	if c.loading {
+		return
+	}
+	c.loading, c.sinceLoad, c.loadFrom = true, c.sinceLoad[:0], c.signals
 	go s.reload(c)
 }
 
@@ -312,7 +351,7 @@ func (s *Service) reloadLocked(c *code) {
 // lets a deleted redemption free its slot and its holder.
 func (s *Service) reload(c *code) {
 	c.mu.Lock()
-	name, signals := c.inv.Code, c.signals
+	name := c.inv.Code
 	c.mu.Unlock()
 
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.WriteTimeout)
@@ -356,7 +395,7 @@ func (s *Service) reload(c *code) {
 		}
 	}
 	c.view, c.sinceLoad = view, c.sinceLoad[:0]
-	c.complete = c.signals == signals
+	c.complete = c.signals == c.loadFrom
 	if first {
 		c.view.cursor = s.intn(max(c.inv.MaxUses, 1)) // spread replicas over the slot space
 	} else {
@@ -365,5 +404,11 @@ func (s *Service) reload(c *code) {
 		s.rngMu.Unlock()
 	}
 	c.lastLoad = s.cfg.Now()
+	if !c.complete {
+		// Something changed while we read (a revocation the tally poll
+		// saw, another replica's redemption): read again, or a holder in
+		// this view could be answered from memory until the next poll.
+		s.reloadLocked(c)
+	}
 	s.pumpLocked(c)
 }

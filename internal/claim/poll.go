@@ -3,6 +3,8 @@ package claim
 import (
 	"context"
 	"time"
+
+	"github.com/velvetrope/velvetrope/internal/invite"
 )
 
 // Run keeps the view fresh until ctx ends: invitations every PollInterval,
@@ -88,7 +90,14 @@ func (s *Service) refreshTallies(ctx context.Context) {
 	tallies, err := s.store.Tallies(ctx)
 	cancel()
 	if err != nil {
-		s.storageFailed(err)
+		// Invitations just answered, so storage is up but this read is
+		// not: no view can be vouched for until one succeeds.
+		s.log.Error(err, "Could not read tallies; answers that need every holder wait for a reload", "reason", invite.UnavailableReason(err))
+		for _, c := range s.allCodes() {
+			c.mu.Lock()
+			c.incompleteLocked()
+			c.mu.Unlock()
+		}
 		return
 	}
 	for _, c := range s.allCodes() {
@@ -96,10 +105,7 @@ func (s *Service) refreshTallies(ctx context.Context) {
 		c.tally = tallies[c.inv.Code]
 		if c.view != nil && int64(c.tally) != c.view.tally {
 			c.incompleteLocked()
-			if !c.loading {
-				c.loading, c.sinceLoad = true, c.sinceLoad[:0]
-				go s.reload(c)
-			}
+			s.startReloadLocked(c)
 		}
 		c.mu.Unlock()
 	}

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -218,7 +219,9 @@ func (s *Service) Redeem(ctx context.Context, codeName string, email invite.Emai
 	c.mu.Unlock()
 	select {
 	case a := <-r.done: // answered meanwhile: say so
-		return a.out, a.err
+		if a.err != errGone {
+			return a.out, a.err
+		}
 	default:
 	}
 	// In a batch in flight, its claim may still land; a retry hears 200.
@@ -229,28 +232,27 @@ func (s *Service) Redeem(ctx context.Context, codeName string, email invite.Emai
 	return 0, ctx.Err()
 }
 
-// leaveLocked takes r out when its client has left. Still queued, it leaves
-// now, and so does its admission place; the same person asking again behind
-// it takes its place. In a batch in flight or following another request, it
-// stays (its claim may land) and its place comes back with the answer.
+// leaveLocked takes r out when its client has left. Queued or following
+// another request, it leaves now, and so does its admission place; the same
+// person asking again behind it takes its place. In a batch in flight it
+// stays (its claim may land) and its place comes back with the answer; it is
+// not tried again.
 func (s *Service) leaveLocked(c *code, r *request) {
 	r.gone = true
-	if r.elem == nil {
-		return
-	}
-	for len(r.followers) > 0 {
-		f := r.followers[0]
-		r.followers = r.followers[1:]
-		if f.gone {
-			s.reply(f, 0, errGone)
-			continue
+	switch {
+	case r.leader != nil:
+		// A follower writes nothing: it leaves its leader's list now.
+		l := r.leader
+		l.followers = slices.DeleteFunc(l.followers, func(f *request) bool { return f == r })
+		r.leader = nil
+		s.release()
+	case r.elem != nil:
+		if next := s.abandonLocked(r); next != nil {
+			next.elem = c.queue.InsertBefore(next, r.elem)
 		}
-		f.followers, r.followers = append(f.followers, r.followers...), nil
-		f.elem = c.queue.InsertBefore(f, r.elem)
+		c.queue.Remove(r.elem)
+		r.elem = nil
 	}
-	c.queue.Remove(r.elem)
-	r.elem = nil
-	s.release()
 }
 
 // admit bounds how many requests wait for storage; past the bound a request
