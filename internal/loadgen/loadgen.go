@@ -72,6 +72,7 @@ type Result struct {
 	Outcomes []Outcome
 	// Derived by finish:
 	Latencies []time.Duration // sorted
+	Winners   []time.Duration // latencies of the 201s, sorted: how long a player who got in waited
 	Statuses  map[int]int     // final statuses; 0 counts requests never answered
 	// Answered: emails answered 201; Repeated: answered 200; Unanswered:
 	// final transport error or 5xx, which may or may not have landed.
@@ -241,6 +242,7 @@ func (r *Result) finish() {
 		switch {
 		case o.Status == http.StatusCreated:
 			r.Answered = append(r.Answered, o.Email)
+			r.Winners = append(r.Winners, o.Latency)
 			r.LastCreated[o.Code] = max(r.LastCreated[o.Code], o.Start+o.Latency)
 		case o.Status == http.StatusOK:
 			r.Repeated = append(r.Repeated, o.Email)
@@ -249,17 +251,23 @@ func (r *Result) finish() {
 		}
 	}
 	slices.Sort(r.Latencies)
+	slices.Sort(r.Winners)
 }
 
 // RPS is requests per second over the whole run.
 func (r Result) RPS() float64 { return float64(len(r.Latencies)) / r.Duration.Seconds() }
 
 // Percentile returns the p-th (0..100) latency.
-func (r Result) Percentile(p float64) time.Duration {
-	if len(r.Latencies) == 0 {
+func (r Result) Percentile(p float64) time.Duration { return percentile(r.Latencies, p) }
+
+// WinnerPercentile returns the p-th (0..100) latency of the 201 answers.
+func (r Result) WinnerPercentile(p float64) time.Duration { return percentile(r.Winners, p) }
+
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
 		return 0
 	}
-	return r.Latencies[int(float64(len(r.Latencies)-1)*p/100)]
+	return sorted[int(float64(len(sorted)-1)*p/100)]
 }
 
 // StatusSummary is "1000×201, 3×503" in status order; ×0 means no answer.
