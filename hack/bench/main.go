@@ -265,7 +265,7 @@ func scrapeStoreStats(targets []string) string {
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		for _, line := range strings.Split(string(b), "\n") {
-			for _, prefix := range []string{"velvetrope_store_operation_duration_seconds_sum", "velvetrope_store_operation_duration_seconds_count", "velvetrope_store_claim_batch_size_sum", "velvetrope_store_claim_batch_size_count"} {
+			for _, prefix := range []string{"velvetrope_store_operation_duration_seconds_sum", "velvetrope_store_operation_duration_seconds_count", "velvetrope_store_claim_batch_size_sum", "velvetrope_store_claim_batch_size_count", "velvetrope_store_claim_results_total"} {
 				if strings.HasPrefix(line, prefix) {
 					f := strings.Fields(line)
 					v, _ := strconv.ParseFloat(f[len(f)-1], 64)
@@ -283,7 +283,12 @@ func scrapeStoreStats(targets []string) string {
 		fmt.Fprintf(&b, "%s %.0f×, mean %.1f ms; ", op, n, 1000*sums[`velvetrope_store_operation_duration_seconds_sum{op="`+op+`"}`]/n)
 	}
 	if n := sums["velvetrope_store_claim_batch_size_count"]; n > 0 {
-		fmt.Fprintf(&b, "mean batch %.1f claims", sums["velvetrope_store_claim_batch_size_sum"]/n)
+		fmt.Fprintf(&b, "mean batch %.1f claims; claims ", sums["velvetrope_store_claim_batch_size_sum"]/n)
+	}
+	for _, r := range []string{"inserted", "slot-taken", "slot-closed", "email-taken", "retry", "failed"} {
+		if n := sums[`velvetrope_store_claim_results_total{result="`+r+`"}`]; n > 0 {
+			fmt.Fprintf(&b, "%s %.0f, ", r, n)
+		}
 	}
 	return "- MongoDB operations during the whole run, both replicas: " + b.String() + ".\n"
 }

@@ -23,7 +23,8 @@ type code struct {
 	// that need to know every holder ("full", "paused" to a person who may
 	// hold a slot) come from memory only when it is true.
 	complete   bool
-	signals    int // incompleteness signals so far
+	collided   bool // a slot we tried was taken by another writer since the last load: re-aim
+	signals    int  // incompleteness signals so far
 	loadFrom   int // signals when the running reload started: one since means it is not complete
 	loading    bool
 	reloadSoon bool // a reload is scheduled for when ReloadEvery has passed
@@ -154,7 +155,7 @@ func (s *Service) pumpLocked(c *code) {
 			s.reloadLocked(c)
 			return // the reload pumps again when it is done
 		}
-		if !c.complete && s.cfg.Now().Sub(c.lastLoad) >= s.cfg.ReloadEvery {
+		if c.collided && s.cfg.Now().Sub(c.lastLoad) >= s.cfg.ReloadEvery {
 			// Other replicas took slots we did not know of: look again,
 			// and aim at what is left (see reload).
 			s.reloadLocked(c)
@@ -267,9 +268,11 @@ func (s *Service) send(c *code, name string, batch []*request) {
 		case invite.ClaimSlotTaken:
 			c.markLocked(occupancy{r.slot, res.Holder.Email.Canonical, res.Tally})
 			c.incompleteLocked()
+			c.collided = true
 		case invite.ClaimSlotClosed:
 			c.markLocked(occupancy{slot: r.slot, tally: res.Tally})
 			c.incompleteLocked()
+			c.collided = true
 		case invite.ClaimEmailTaken:
 			if res.Holder.Code == c.inv.Code {
 				c.markLocked(occupancy{res.Holder.Slot, res.Holder.Email.Canonical, res.Tally})
@@ -395,7 +398,7 @@ func (s *Service) reload(c *code) {
 		}
 	}
 	c.view, c.sinceLoad = view, c.sinceLoad[:0]
-	c.complete = c.signals == c.loadFrom
+	c.complete, c.collided = c.signals == c.loadFrom, false
 	if first {
 		c.view.cursor = s.intn(max(c.inv.MaxUses, 1)) // spread replicas over the slot space
 	} else {

@@ -25,12 +25,16 @@ func Instrument(store Store, reg prometheus.Registerer) (Store, error) {
 			Help:    "Slot claims written per insert.",
 			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128},
 		}),
+		results: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "velvetrope_store_claim_results_total",
+			Help: "Slot claims by what storage said: inserted, slot-taken, slot-closed, email-taken, retry or failed. Conflicts cost the test bed a row-by-row redo of their batch.",
+		}, []string{"result"}),
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "velvetrope_store_failures_total",
 			Help: "Storage operations that failed, by operation and reason (network, timeout, not-primary, write-concern, other).",
 		}, []string{"op", "reason"}),
 	}
-	for _, c := range []prometheus.Collector{s.duration, s.batch, s.failures} {
+	for _, c := range []prometheus.Collector{s.duration, s.batch, s.results, s.failures} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -42,7 +46,13 @@ type instrumented struct {
 	Store
 	duration *prometheus.HistogramVec
 	batch    prometheus.Histogram
+	results  *prometheus.CounterVec
 	failures *prometheus.CounterVec
+}
+
+var claimResults = map[invite.ClaimStatus]string{
+	invite.ClaimInserted: "inserted", invite.ClaimSlotTaken: "slot-taken", invite.ClaimSlotClosed: "slot-closed",
+	invite.ClaimEmailTaken: "email-taken", invite.ClaimRetry: "retry", invite.ClaimFailed: "failed",
 }
 
 func (s *instrumented) observe(op string, start time.Time, err error) {
@@ -77,9 +87,9 @@ func (s *instrumented) Claim(ctx context.Context, claims []invite.Redemption) []
 	results := s.Store.Claim(ctx, claims)
 	var err error
 	for _, r := range results {
-		if r.Status == invite.ClaimFailed {
+		s.results.WithLabelValues(claimResults[r.Status]).Inc()
+		if r.Status == invite.ClaimFailed && err == nil {
 			err = r.Err // one failure per batch: it is one write
-			break
 		}
 	}
 	s.observe("claim", start, err)
