@@ -94,7 +94,7 @@ func TestClaimClassifiesEveryConflict(t *testing.T) {
 		{invite.ClaimEmailTaken, "alice@example.com", "c"},
 		{invite.ClaimEmailTaken, "bob@example.com", "d"},
 		{invite.ClaimInserted, "", ""},
-		{invite.ClaimSlotTaken, "alice@example.com", "c"},
+		{invite.ClaimEmailTaken, "alice@example.com", "c"}, // the person decides, before the slot
 		{invite.ClaimSlotTaken, "carol@example.com", "c"},
 	}
 	for i, w := range want {
