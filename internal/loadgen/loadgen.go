@@ -40,6 +40,9 @@ type Config struct {
 	Rate        float64
 	// Email returns the email of request i.
 	Email func(i int) string
+	// Page makes each request a GET of the code's landing page, as a
+	// browser opening the link does, instead of a redemption.
+	Page bool
 	// Retries is how often a request is retried after a transport error,
 	// 429 or 503, honouring Retry-After (capped at MaxBackoff).
 	Retries    int
@@ -197,7 +200,7 @@ func send(ctx context.Context, c *http.Client, cfg Config, i int, code, email st
 	body, _ := json.Marshal(map[string]string{"email": email})
 	for attempts = 1; ; attempts++ {
 		var retryAfter time.Duration
-		status, retryAfter = post(ctx, c, cfg.Route(i)+"/invitations/"+code, body)
+		status, retryAfter = post(ctx, c, cfg.Route(i)+"/invitations/"+code, body, cfg.Page)
 		retryable := status == 0 || status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable
 		if !retryable || attempts > cfg.Retries || ctx.Err() != nil {
 			return status, attempts
@@ -211,14 +214,24 @@ func send(ctx context.Context, c *http.Client, cfg Config, i int, code, email st
 	}
 }
 
-func post(ctx context.Context, c *http.Client, url string, body []byte) (int, time.Duration) {
+// post sends the redemption (or, for page, a GET of the landing page).
+func post(ctx context.Context, c *http.Client, url string, body []byte, page bool) (int, time.Duration) {
 	// Requests outlive the run's deadline: an answer already on its way is
 	// part of the result.
-	req, err := http.NewRequestWithContext(context.WithoutCancel(ctx), http.MethodPost, url, bytes.NewReader(body))
+	method, reader := http.MethodPost, io.Reader(bytes.NewReader(body))
+	if page {
+		method, reader = http.MethodGet, nil
+	}
+	req, err := http.NewRequestWithContext(context.WithoutCancel(ctx), method, url, reader)
 	if err != nil {
 		return 0, 0
 	}
-	req.Header.Set("Content-Type", "application/json")
+	if page {
+		req.Header.Set("Accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+		req.Header.Set("Accept-Language", "en")
+	} else {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := c.Do(req)
 	if err != nil {
 		return 0, 0

@@ -14,6 +14,9 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
+
+	"github.com/hashicorp/golang-lru/v2/simplelru"
 
 	"github.com/velvetrope/velvetrope/internal/invite"
 )
@@ -164,6 +167,16 @@ func (s *Server) renderPage(w http.ResponseWriter, r *http.Request, status int, 
 		s.problem(w, r, err)
 		return
 	}
+	// A crowd's first wave is GETs of the plain page: render it once per
+	// code, language and status (the "places left" count included) and
+	// serve the bytes.
+	plain := status == http.StatusOK && result == "" && email == "" && fieldError == "" && err == nil
+	if plain {
+		if p, ok := s.pages.get(code, lang, st); ok {
+			s.writePage(w, r, status, true, p.body, p.etag)
+			return
+		}
+	}
 	t := strings2[lang]
 	p := page{Lang: lang, Code: code, Email: email, Error: fieldError, T: map[string]string{}, Action: "/invitations/" + code,
 		Brand: s.brands.forCampaign(st.Campaign), Script: template.JS(enhanceJS)}
@@ -204,13 +217,21 @@ func (s *Server) renderPage(w http.ResponseWriter, r *http.Request, status int, 
 	}
 	sum := sha256.Sum256(b.Bytes())
 	etag := `"` + hex.EncodeToString(sum[:12]) + `"`
+	if plain {
+		s.pages.put(code, lang, st, b.Bytes(), etag)
+	}
+	s.writePage(w, r, status, status == http.StatusOK && email == "", b.Bytes(), etag)
+}
+
+// writePage writes a rendered page; cacheable pages hold nothing personal.
+func (s *Server) writePage(w http.ResponseWriter, r *http.Request, status int, cacheable bool, body []byte, etag string) {
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Content-Security-Policy", pageCSP)
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("Vary", "Accept, Accept-Language")
-	if status == http.StatusOK && email == "" {
+	if cacheable {
 		// The page holds nothing personal: a few seconds of caching lets
 		// browsers and CDNs absorb a crowd; the ETag makes revalidation free.
 		h.Set("Cache-Control", "public, max-age=5")
@@ -223,7 +244,44 @@ func (s *Server) renderPage(w http.ResponseWriter, r *http.Request, status int, 
 		h.Set("Cache-Control", "no-store")
 	}
 	w.WriteHeader(status)
-	w.Write(b.Bytes())
+	w.Write(body)
+}
+
+// pageCache keeps the latest rendering of the plain page per code and
+// language, for the codes asked for most recently (a bounded number, so
+// thousands of codes do not cost a page each).
+type pageCache struct {
+	mu    sync.Mutex
+	pages *simplelru.LRU[pageKey, renderedPage]
+}
+
+type pageKey struct{ code, lang string }
+
+type renderedPage struct {
+	status invite.PublicStatus
+	body   []byte
+	etag   string
+}
+
+// cachedPages bounds pageCache: a page is about 10 KiB.
+const cachedPages = 256
+
+func newPageCache() *pageCache {
+	lru, _ := simplelru.NewLRU[pageKey, renderedPage](cachedPages, nil) // fails only for a size below 1
+	return &pageCache{pages: lru}
+}
+
+func (c *pageCache) get(code, lang string, st invite.PublicStatus) (renderedPage, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p, ok := c.pages.Get(pageKey{code, lang})
+	return p, ok && p.status == st
+}
+
+func (c *pageCache) put(code, lang string, st invite.PublicStatus, body []byte, etag string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.pages.Add(pageKey{code, lang}, renderedPage{st, body, etag})
 }
 
 // handleForm is the redemption without JavaScript: a form POST, answered

@@ -114,3 +114,26 @@ func TestLandingPage(t *testing.T) {
 		t.Errorf("unknown code page: %d", status)
 	}
 }
+
+// The plain page is rendered once per code, language and status: asked
+// again it is the same bytes; once the places left change, it changes too.
+func TestLandingPageFollowsTheCount(t *testing.T) {
+	st := newStore(t, active("count", 5))
+	r := startReplica(t, st, redeemer.Config{})
+	url := r.URL + "/invitations/count?lang=en"
+	_, h1, first := page(t, r.Client(), url)
+	_, h2, again := page(t, r.Client(), url)
+	if first != again || h1.Get("ETag") != h2.Get("ETag") || !strings.Contains(first, "5 places left") {
+		t.Fatalf("the same page twice: etags %q %q", h1.Get("ETag"), h2.Get("ETag"))
+	}
+	if got := redeem(t, r.Client(), r.URL, "count", "p@example.com"); got.status != http.StatusCreated {
+		t.Fatalf("redeem: %d", got.status)
+	}
+	_, h3, after := page(t, r.Client(), url)
+	if !strings.Contains(after, "4 places left") || h3.Get("ETag") == h1.Get("ETag") {
+		t.Fatalf("after a redemption the page says %q, etag %q", after[strings.Index(after, "places")-10:strings.Index(after, "places")+12], h3.Get("ETag"))
+	}
+	if _, _, ru := page(t, r.Client(), r.URL+"/invitations/count?lang=ru"); ru == after {
+		t.Fatal("each language has its own page")
+	}
+}

@@ -48,6 +48,7 @@ type Server struct {
 	limiter  *clientLimiter // nil: no rate limit
 	brands   Brands
 	csrf     *http.CrossOriginProtection
+	pages    *pageCache
 	mux      *http.ServeMux
 	draining atomic.Bool
 }
@@ -86,7 +87,7 @@ func NewServer(cfg Config, r Redeemer, reg *prometheus.Registry, log logr.Logger
 		return nil, fmt.Errorf("branding: %w", err)
 	}
 	s := &Server{cfg: cfg, redeemer: r, log: log, metrics: m, registry: reg, limiter: lim, brands: cfg.Brands,
-		csrf: http.NewCrossOriginProtection(), mux: http.NewServeMux()}
+		csrf: http.NewCrossOriginProtection(), mux: http.NewServeMux(), pages: newPageCache()}
 	s.routes()
 	return s, nil
 }
