@@ -76,7 +76,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.DurationVar(&c.claim.AdmissionWait, "admission-wait", 250*time.Millisecond, "how long a request may wait for a pending place")
 	fs.IntVar(&c.claim.BatchSize, "batch-size", 128, "slot claims per MongoDB insert")
 	fs.IntVar(&c.claim.Parallel, "parallel-batches", 2, "inserts in flight per invitation")
-	fs.DurationVar(&c.claim.PollInterval, "poll-interval", time.Second, "how often invitations are re-read")
+	fs.DurationVar(&c.claim.PollInterval, "poll-interval", time.Second, "how often the invitations' version is read (the invitations when it changed)")
+	fs.DurationVar(&c.claim.FullPoll, "full-poll-interval", time.Minute, "how often the invitations are re-read even when their version did not change (edits made behind the operator's back)")
 	fs.DurationVar(&c.claim.UsageInterval, "usage-interval", 5*time.Second, "how often usage tallies are re-read (revocations are seen within this)")
 	fs.DurationVar(&c.claim.WriteTimeout, "write-timeout", 5*time.Second, "deadline of one MongoDB operation (sent to the server as maxTimeMS, so a slow majority write concern fails explicitly)")
 	fs.DurationVar(&c.claim.RedeemTimeout, "redeem-timeout", 10*time.Second, "deadline of one redemption, all attempts included; between --write-timeout and --write-timeout-http")
@@ -145,7 +146,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	case c.http.MaxBodyBytes < 64:
 		return c, fmt.Errorf("%w: --max-body-bytes must be at least 64", errUsage)
 	case c.timeouts.readHeader <= 0 || c.timeouts.read <= 0 || c.timeouts.write <= 0 || c.timeouts.idle <= 0,
-		c.drainDelay < 0 || c.shutdownTimeout <= 0 || c.claim.PollInterval <= 0 || c.claim.UsageInterval <= 0 ||
+		c.drainDelay < 0 || c.shutdownTimeout <= 0 || c.claim.PollInterval <= 0 || c.claim.FullPoll <= 0 || c.claim.UsageInterval <= 0 ||
 			c.claim.WriteTimeout <= 0 || c.claim.AdmissionWait < 0 || c.http.RateInterval <= 0:
 		return c, fmt.Errorf("%w: durations must be positive", errUsage)
 	case c.claim.RedeemTimeout < c.claim.WriteTimeout || c.claim.RedeemTimeout >= c.timeouts.write:

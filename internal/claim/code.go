@@ -25,7 +25,7 @@ type code struct {
 	complete   bool
 	collided   bool // a slot we tried was taken by another writer since the last load: re-aim
 	signals    int  // incompleteness signals so far
-	loadFrom   int // signals when the running reload started: one since means it is not complete
+	loadFrom   int  // signals when the running reload started: one since means it is not complete
 	loading    bool
 	reloadSoon bool // a reload is scheduled for when ReloadEvery has passed
 	lastLoad   time.Time

@@ -71,6 +71,11 @@ func (s *instrumented) Invitations(ctx context.Context) (_ []invite.Invitation, 
 	return s.Store.Invitations(ctx)
 }
 
+func (s *instrumented) InvitationsVersion(ctx context.Context) (_ string, err error) {
+	defer func(start time.Time) { s.observe("invitations_version", start, err) }(time.Now())
+	return s.Store.InvitationsVersion(ctx)
+}
+
 func (s *instrumented) Occupants(ctx context.Context, code string) (_ []invite.Occupant, err error) {
 	defer func(start time.Time) { s.observe("occupants", start, err) }(time.Now())
 	return s.Store.Occupants(ctx, code)

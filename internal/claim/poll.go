@@ -7,15 +7,17 @@ import (
 	"github.com/velvetrope/velvetrope/internal/invite"
 )
 
-// Run keeps the view fresh until ctx ends: invitations every PollInterval,
-// usage tallies every UsageInterval. Polling, not change streams, because the
-// test bed has none and a poll of one small collection is cheap.
+// Run keeps the view fresh until ctx ends: the invitations' version every
+// PollInterval (the invitations themselves when it changed, and every
+// FullPoll), usage tallies every UsageInterval. Polling, not change streams,
+// because the test bed has none; an idle poll reads one small document, so
+// its cost does not grow with the number of codes.
 func (s *Service) Run(ctx context.Context) error {
 	poll := time.NewTicker(s.cfg.PollInterval)
 	defer poll.Stop()
 	var lastUsage time.Time
 	for {
-		if err := s.refreshInvitations(ctx); err == nil && s.cfg.Now().Sub(lastUsage) >= s.cfg.UsageInterval {
+		if err := s.pollInvitations(ctx); err == nil && s.cfg.Now().Sub(lastUsage) >= s.cfg.UsageInterval {
 			s.refreshTallies(ctx)
 			lastUsage = s.cfg.Now()
 		}
@@ -27,16 +29,29 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 }
 
-func (s *Service) refreshInvitations(ctx context.Context) error {
+// pollInvitations reloads the invitations when their version changed, or
+// FullPoll passed (an edit made behind the operator's back).
+func (s *Service) pollInvitations(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.WriteTimeout)
 	defer cancel()
-	invs, err := s.store.Invitations(ctx)
+	// The version first: a write that lands after this read changes it
+	// again, so the next poll reloads.
+	version, err := s.store.InvitationsVersion(ctx)
+	if err == nil && version == s.version && s.loaded.Load() && s.cfg.Now().Sub(s.fullLoad) < s.cfg.FullPoll {
+		s.storageAnswered()
+		return nil
+	}
+	var invs []invite.Invitation
+	if err == nil {
+		invs, err = s.store.Invitations(ctx)
+	}
 	if err != nil {
 		if ctx.Err() == nil {
 			s.storageFailed(err)
 		}
 		return err
 	}
+	s.version, s.fullLoad = version, s.cfg.Now()
 	s.storageAnswered()
 	seen := make(map[string]bool, len(invs))
 	for _, inv := range invs {

@@ -408,3 +408,62 @@ func TestStorageFailuresAreCounted(t *testing.T) {
 	}
 	t.Fatal("velvetrope_store_failures_total{op=claim,reason=not-primary} is not 1")
 }
+
+// TestIdlePollReadsOneDocument: an idle replica reads the invitations only
+// when one was written (or FullPoll passed); otherwise each poll reads the
+// version document alone, whatever the number of codes.
+func TestIdlePollReadsOneDocument(t *testing.T) {
+	invs := make([]invite.Invitation, 300)
+	for i := range invs {
+		invs[i] = active(fmt.Sprintf("code-%d", i), 10)
+	}
+	st := newStore(t, invs...)
+	reg := prometheus.NewRegistry()
+	instrumented, err := claim.Instrument(st, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := fast
+	cfg.FullPoll = time.Hour
+	svc := start(t, instrumented, cfg)
+	count := func(op string) float64 {
+		mfs, _ := reg.Gather()
+		for _, mf := range mfs {
+			if mf.GetName() != "velvetrope_store_operation_duration_seconds" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "op" && l.GetValue() == op {
+						return float64(m.GetHistogram().GetSampleCount())
+					}
+				}
+			}
+		}
+		return 0
+	}
+	eventually(t, func() error {
+		if n := count("invitations_version"); n < 10 {
+			return fmt.Errorf("%v version polls so far", n)
+		}
+		return nil
+	})
+	if n := count("invitations"); n != 1 {
+		t.Fatalf("%v full reads of the invitations while idle, want 1", n)
+	}
+	// A write is seen at the next poll.
+	paused := active("code-7", 10)
+	paused.State = invite.StatePaused
+	if err := st.PutInvitation(context.Background(), paused); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() error {
+		if s, _ := svc.Status("code-7"); s.State != "paused" {
+			return fmt.Errorf("still %+v", s)
+		}
+		return nil
+	})
+	if n := count("invitations"); n != 2 {
+		t.Fatalf("%v full reads after one write, want 2", n)
+	}
+}

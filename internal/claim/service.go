@@ -29,6 +29,8 @@ import (
 // Store is the storage the service needs.
 type Store interface {
 	Invitations(ctx context.Context) ([]invite.Invitation, error)
+	// InvitationsVersion changes whenever an invitation is written.
+	InvitationsVersion(ctx context.Context) (string, error)
 	// Occupants returns what every slot of code holds: redemptions and
 	// closed slots.
 	Occupants(ctx context.Context, code string) ([]invite.Occupant, error)
@@ -43,7 +45,8 @@ type Config struct {
 	Parallel      int           // inserts in flight per code [2]
 	MaxPending    int           // requests waiting for storage [1024]
 	AdmissionWait time.Duration // how long a request may wait for a pending place [250ms]
-	PollInterval  time.Duration // invitations reload [1s]
+	PollInterval  time.Duration // invitations' version polled; invitations reloaded when it changed [1s]
+	FullPoll      time.Duration // invitations reloaded even when the version did not change (hand edits) [1m]
 	UsageInterval time.Duration // usage tallies reload: how soon a revocation is seen [5s]
 	ReloadEvery   time.Duration // least time between slot reloads of a code [100ms]
 	WriteTimeout  time.Duration // one batch or reload [5s]
@@ -69,6 +72,7 @@ func (c *Config) defaults() {
 	set(&c.MaxAttempts, 16)
 	setD(&c.AdmissionWait, 250*time.Millisecond)
 	setD(&c.PollInterval, time.Second)
+	setD(&c.FullPoll, time.Minute)
 	setD(&c.UsageInterval, 5*time.Second)
 	setD(&c.ReloadEvery, 100*time.Millisecond)
 	setD(&c.WriteTimeout, 5*time.Second)
@@ -93,6 +97,10 @@ type Service struct {
 	mu      sync.RWMutex
 	codes   map[string]*code
 	invalid map[string]bool // invalid invitation documents already logged (poll goroutine only)
+	// version and fullLoad: the invitations' version at the last reload of
+	// them, and when it was (poll goroutine only).
+	version  string
+	fullLoad time.Time
 
 	loaded  atomic.Bool
 	closing atomic.Bool

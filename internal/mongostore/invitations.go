@@ -2,6 +2,8 @@ package mongostore
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -108,7 +110,40 @@ func (s *Store) PutInvitation(ctx context.Context, inv invite.Invitation) error 
 	if err := s.balance(ctx, doc); err != nil {
 		return err
 	}
-	return s.putOwned(ctx, doc)
+	if err := s.putOwned(ctx, doc); err != nil {
+		return err
+	}
+	return s.invitationsChanged(ctx)
+}
+
+// invitationsVersionID names the meta document whose version changes with
+// every write of an invitation.
+const invitationsVersionID = "invitations"
+
+// invitationsChanged gives the invitations a new version, after the write:
+// a replica that reads the new version reads the write too. A random value,
+// not a counter: the single writer needs no atomic increment, and a version
+// never comes back.
+func (s *Store) invitationsChanged(ctx context.Context) error {
+	b := make([]byte, 12)
+	rand.Read(b)
+	_, err := s.meta.UpdateOne(ctx, bson.D{{Key: "_id", Value: invitationsVersionID}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "version", Value: hex.EncodeToString(b)}, {Key: "at", Value: s.now().UTC()}}}},
+		options.UpdateOne().SetUpsert(true))
+	return Classify("recording a change of invitations", err)
+}
+
+// InvitationsVersion is what a replica polls: it changes whenever an
+// invitation is written through PutInvitation ("" before the first write).
+func (s *Store) InvitationsVersion(ctx context.Context) (string, error) {
+	var d struct {
+		Version string `bson:"version"`
+	}
+	err := s.meta.FindOne(ctx, bson.D{{Key: "_id", Value: invitationsVersionID}}).Decode(&d)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return "", nil
+	}
+	return d.Version, Classify("reading the version of invitations", err)
 }
 
 // putOwned upserts d unless another owner has the code: the filter names the

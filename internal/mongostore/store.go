@@ -28,6 +28,9 @@ const (
 	InvitationsCollection = "invitations"
 	RedemptionsCollection = "redemptions"
 	MailClaimsCollection  = "mail_claims"
+	// MetaCollection holds one document per kind of change that replicas
+	// poll for, so an idle poll reads one small document.
+	MetaCollection = "meta"
 )
 
 // Store reads and writes invitations and redemptions.
@@ -35,6 +38,7 @@ type Store struct {
 	invitations *mongo.Collection
 	redemptions *mongo.Collection
 	mailClaims  *mongo.Collection
+	meta        *mongo.Collection
 	now         func() time.Time
 }
 
@@ -49,6 +53,7 @@ func New(db *mongo.Database) *Store {
 		invitations: db.Collection(InvitationsCollection, wc),
 		redemptions: db.Collection(RedemptionsCollection, majority),
 		mailClaims:  db.Collection(MailClaimsCollection, majority),
+		meta:        db.Collection(MetaCollection, majority),
 		now:         time.Now,
 	}
 }

@@ -78,6 +78,13 @@ func (f *Faults) Invitations(ctx context.Context) ([]invite.Invitation, error) {
 	return f.Store.Invitations(ctx)
 }
 
+func (f *Faults) InvitationsVersion(ctx context.Context) (string, error) {
+	if err := f.outage(); err != nil {
+		return "", err
+	}
+	return f.Store.InvitationsVersion(ctx)
+}
+
 func (f *Faults) Occupants(ctx context.Context, code string) ([]invite.Occupant, error) {
 	if err := f.outage(); err != nil {
 		return nil, err
