@@ -50,8 +50,12 @@ fuzz: ## Fuzz the email parser and the request decoder, FUZZTIME each (default 3
 	$(GO) test ./internal/redeemer -run '^$$' -fuzz FuzzDecodeRedeem -fuzztime $(FUZZTIME)
 
 .PHONY: bench
-bench: testbed ## Flash-crowd benchmark: two redeemers on the test bed, audit, exhausted code vs a trivial handler.
+bench: testbed ## Flash-crowd benchmark: one and two redeemers on the test bed, audit, exhausted code and landing page vs a trivial handler.
 	$(GO) run ./hack/bench
+
+.PHONY: bench-idle
+bench-idle: testbed ## Idle cost: 10,000 codes, one idle redeemer: test bed CPU, redeemer CPU and RSS, storage operations per second.
+	$(GO) run ./hack/bench -idle 10000
 
 ##@ Operator
 

@@ -37,7 +37,16 @@ func main() {
 	slots := flag.Int("max-uses", 1000, "slots of the flash-crowd code")
 	out := flag.String("out", "out/bench.md", "where to write the Markdown report")
 	extra := flag.String("redeemer-flags", "", "extra flags for the redeemers, space-separated (for tuning runs)")
+	idle := flag.Int("idle", 0, "instead: seed this many codes and measure one idle redeemer (make bench-idle)")
+	window := flag.Duration("idle-window", 20*time.Second, "how long the idle measurement lasts")
 	flag.Parse()
+	if *idle > 0 {
+		if err := runIdle(*idle, *window, "out/bench-idle.md"); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*requests, *clients, *slots, *out, strings.Fields(*extra)); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -267,20 +276,8 @@ func serveTrivial() {
 func scrapeStoreStats(targets []string) string {
 	sums := map[string]float64{}
 	for _, t := range targets {
-		resp, err := http.Get(t + "/metrics")
-		if err != nil {
-			return ""
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		for _, line := range strings.Split(string(b), "\n") {
-			for _, prefix := range []string{"velvetrope_store_operation_duration_seconds_sum", "velvetrope_store_operation_duration_seconds_count", "velvetrope_store_claim_batch_size_sum", "velvetrope_store_claim_batch_size_count", "velvetrope_store_claim_results_total"} {
-				if strings.HasPrefix(line, prefix) {
-					f := strings.Fields(line)
-					v, _ := strconv.ParseFloat(f[len(f)-1], 64)
-					sums[f[0]] += v
-				}
-			}
+		for name, v := range scrapeMetrics(t, "velvetrope_store_") {
+			sums[name] += v
 		}
 	}
 	var b strings.Builder
@@ -300,4 +297,24 @@ func scrapeStoreStats(targets []string) string {
 		}
 	}
 	return "- MongoDB operations during the whole run, both replicas: " + b.String() + ".\n"
+}
+
+// scrapeMetrics reads target's /metrics: every sample whose name starts
+// with prefix, by its name with labels.
+func scrapeMetrics(target, prefix string) map[string]float64 {
+	out := map[string]float64{}
+	resp, err := http.Get(target + "/metrics")
+	if err != nil {
+		return out
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, prefix) {
+			f := strings.Fields(line)
+			v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+			out[f[0]] = v
+		}
+	}
+	return out
 }

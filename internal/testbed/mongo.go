@@ -108,6 +108,17 @@ func (m *Mongo) start() error {
 	return nil
 }
 
+// PID is the FerretDB process's id (0 for an external MongoDB), for
+// measuring what it costs.
+func (m *Mongo) PID() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.cmd == nil || m.cmd.Process == nil {
+		return 0
+	}
+	return m.cmd.Process.Pid
+}
+
 // Kill stops the FerretDB process abruptly (SIGKILL), as a crashed server.
 func (m *Mongo) Kill() error {
 	m.mu.Lock()
