@@ -42,6 +42,9 @@ type Store interface {
 	PutInvitation(ctx context.Context, inv invite.Invitation) error
 	// BalanceSlots does the slot part again, for revocations since.
 	BalanceSlots(ctx context.Context, code string) error
+	// Tallies and MailByCode summarise every code at once (usageBoard).
+	Tallies(ctx context.Context) (map[string]invite.Tally, error)
+	MailByCode(ctx context.Context) (map[string]invite.MailCounts, error)
 	Usage(ctx context.Context, code string) (invite.Usage, error)
 	MailCounts(ctx context.Context, code string) (invite.MailCounts, error)
 }
@@ -80,7 +83,8 @@ type InvitationReconciler struct {
 	// Workers is how many Invitations are reconciled at once [4].
 	Workers int
 
-	written *written // set up by SetupWithManager
+	written *written    // set up by SetupWithManager
+	board   *usageBoard // likewise
 }
 
 // resync bounds how long an unchanged write may be skipped.
@@ -198,22 +202,17 @@ func (r *InvitationReconciler) mailTemplates(ctx context.Context, inv *v1alpha1.
 	return cm.Data, nil
 }
 
-// reconcileUsage gives back closed slots that revocations freed, then reads
-// how many people redeemed the code.
+// reconcileUsage reads how many people redeemed the code and how their mail
+// is doing, from the usage board (which also gives back closed slots that
+// revocations freed).
 func (r *InvitationReconciler) reconcileUsage(ctx context.Context, inv *v1alpha1.Invitation, obs *observation) (ctrl.Result, error) {
 	if !obs.seeded {
 		return ctrl.Result{}, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
-	err := r.Store.BalanceSlots(ctx, inv.EffectiveCode())
-	var u invite.Usage
-	if err == nil {
-		u, err = r.Store.Usage(ctx, inv.EffectiveCode())
-	}
-	if err == nil {
-		obs.mail, err = r.Store.MailCounts(ctx, inv.EffectiveCode())
-	}
+	u, mail, err := r.board.get(ctx, inv.EffectiveCode())
+	obs.mail = mail
 	if err != nil {
 		obs.usageErr = err
 		return ctrl.Result{}, fmt.Errorf("reading usage of %s: %w", inv.EffectiveCode(), err)
@@ -401,6 +400,7 @@ func (r *InvitationReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Ma
 		return errors.New("InvitationReconciler needs a fleet image and a MongoDB Secret")
 	}
 	r.written = newWritten(resync)
+	r.board = newUsageBoard(r.Store, r.UsageInterval, r.Now)
 	if r.Workers <= 0 {
 		r.Workers = 4
 	}

@@ -150,3 +150,44 @@ func (s *Store) Position(ctx context.Context, code string, redeemedAt time.Time)
 	n, err := s.redemptions.CountDocuments(ctx, bson.D{{Key: "code", Value: code}, {Key: "redeemedAt", Value: bson.D{{Key: "$lt", Value: redeemedAt.UTC()}}}})
 	return int(n) + 1, Classify("counting the position in "+code, err)
 }
+
+// MailByCode counts every code's emails by state, in one aggregation (a
+// single accumulator: the test bed feeds a $group's documents to its first
+// accumulator only). OldestPending is left zero: see MailCounts.
+func (s *Store) MailByCode(ctx context.Context) (map[string]invite.MailCounts, error) {
+	cur, err := s.redemptions.Aggregate(ctx, bson.A{
+		bson.D{{Key: "$group", Value: bson.D{
+			{Key: "_id", Value: bson.D{{Key: "code", Value: "$code"}, {Key: "state", Value: "$mail.state"}}},
+			{Key: "n", Value: bson.D{{Key: "$sum", Value: 1}}},
+		}}},
+	})
+	if err != nil {
+		return nil, Classify("counting mail by code", err)
+	}
+	var rows []struct {
+		ID struct {
+			Code  string `bson:"code"`
+			State string `bson:"state"`
+		} `bson:"_id"`
+		N int `bson:"n"`
+	}
+	if err := cur.All(ctx, &rows); err != nil {
+		return nil, Classify("counting mail by code", err)
+	}
+	out := map[string]invite.MailCounts{}
+	for _, r := range rows {
+		c := out[r.ID.Code]
+		switch invite.MailState(r.ID.State) {
+		case invite.MailPending:
+			c.Pending += r.N
+		case invite.MailSent:
+			c.Sent += r.N
+		case invite.MailFailed:
+			c.Failed += r.N
+		default:
+			continue // closed slots have no mail
+		}
+		out[r.ID.Code] = c
+	}
+	return out, nil
+}
