@@ -21,26 +21,13 @@ import (
 // redeemer's RSS, and storage operations per second.
 func runIdle(codes int, window time.Duration, out string) error {
 	ctx := context.Background()
-	tmp, err := os.MkdirTemp("", "velvetrope-bench-idle-")
+	b, err := startBed(ctx)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(tmp)
-	bin, err := testbed.Build("./cmd/redeemer", tmp)
-	if err != nil {
-		return err
-	}
-	mongo, err := testbed.StartMongo()
-	if err != nil {
-		return err
-	}
-	defer mongo.Stop()
-	dbName := testbed.UniqueName("idle")
+	defer b.stop()
+	tmp, bin, mongo, dbName, store := b.tmp, b.bin, b.mongo, b.dbName, b.store
 	db := mongo.Client.Database(dbName)
-	store := mongostore.New(db)
-	if err := store.EnsureIndexes(ctx); err != nil {
-		return err
-	}
 	// Seeded in bulk as documents of the data contract
 	// (docs/architecture.md): PutInvitation one by one would take minutes
 	// on the test bed, and the operator writes codes as they are applied.
@@ -76,20 +63,20 @@ func runIdle(codes int, window time.Duration, out string) error {
 	time.Sleep(window)
 	cpu1f, cpu1r, ops1 := cpuTicks(ferret), cpuTicks(redeemer), storeOps(target)
 	secs := window.Seconds()
-	var b strings.Builder
-	fmt.Fprintf(&b, "Command: `make bench-idle` (%d codes, one idle redeemer, %v).\n\n", codes+1, window)
-	fmt.Fprintf(&b, "| test bed CPU | redeemer CPU | redeemer RSS | storage operations |\n|---|---|---|---|\n")
+	var report strings.Builder
+	fmt.Fprintf(&report, "Command: `make bench-idle` (%d codes, one idle redeemer, %v).\n\n", codes+1, window)
+	fmt.Fprintf(&report, "| test bed CPU | redeemer CPU | redeemer RSS | storage operations |\n|---|---|---|---|\n")
 	var opsText []string
 	for op, n := range ops1 {
 		if d := n - ops0[op]; d > 0 {
 			opsText = append(opsText, fmt.Sprintf("%s %.1f/s", op, d/secs))
 		}
 	}
-	fmt.Fprintf(&b, "| %.1f %% of a core | %.1f %% | %.0f MB | %s |\n",
+	fmt.Fprintf(&report, "| %.1f %% of a core | %.1f %% | %.0f MB | %s |\n",
 		100*float64(cpu1f-cpu0f)/100/secs, 100*float64(cpu1r-cpu0r)/100/secs, rssMB(redeemer), strings.Join(opsText, ", "))
-	fmt.Print(b.String())
+	fmt.Print(report.String())
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err == nil {
-		os.WriteFile(out, []byte(b.String()), 0o644)
+		os.WriteFile(out, []byte(report.String()), 0o644)
 	}
 	return nil
 }

@@ -53,28 +53,52 @@ func main() {
 	}
 }
 
-func run(requests, clients, slots int, out string, extra []string) error {
-	ctx := context.Background()
+// bed is what every benchmark starts from: the redeemer built into tmp, the
+// test bed and a fresh database with its indexes.
+type bed struct {
+	tmp, bin, dbName string
+	mongo            *testbed.Mongo
+	store            *mongostore.Store
+}
+
+func startBed(ctx context.Context) (*bed, error) {
 	tmp, err := os.MkdirTemp("", "velvetrope-bench-")
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer os.RemoveAll(tmp)
 	fmt.Fprintln(os.Stderr, "Building redeemer, starting the MongoDB test bed…")
-	bin, err := testbed.Build("./cmd/redeemer", tmp)
+	b := &bed{tmp: tmp, dbName: testbed.UniqueName("bench")}
+	if b.bin, err = testbed.Build("./cmd/redeemer", tmp); err != nil {
+		b.stop()
+		return nil, err
+	}
+	if b.mongo, err = testbed.StartMongo(); err != nil {
+		b.stop()
+		return nil, err
+	}
+	b.store = mongostore.New(b.mongo.Client.Database(b.dbName))
+	if err := b.store.EnsureIndexes(ctx); err != nil {
+		b.stop()
+		return nil, err
+	}
+	return b, nil
+}
+
+func (b *bed) stop() {
+	if b.mongo != nil {
+		b.mongo.Stop()
+	}
+	os.RemoveAll(b.tmp)
+}
+
+func run(requests, clients, slots int, out string, extra []string) error {
+	ctx := context.Background()
+	b, err := startBed(ctx)
 	if err != nil {
 		return err
 	}
-	mongo, err := testbed.StartMongo()
-	if err != nil {
-		return err
-	}
-	defer mongo.Stop()
-	dbName := testbed.UniqueName("bench")
-	store := mongostore.New(mongo.Client.Database(dbName))
-	if err := store.EnsureIndexes(ctx); err != nil {
-		return err
-	}
+	defer b.stop()
+	tmp, bin, mongo, dbName, store := b.tmp, b.bin, b.mongo, b.dbName, b.store
 	for _, inv := range []invite.Invitation{
 		{Code: "flash1", MaxUses: slots, State: invite.StateActive, Campaign: "bench"},
 		{Code: "flash2", MaxUses: slots, State: invite.StateActive, Campaign: "bench"},
