@@ -42,6 +42,8 @@ type Store interface {
 	PutInvitation(ctx context.Context, inv invite.Invitation) error
 	// BalanceSlots does the slot part again, for revocations since.
 	BalanceSlots(ctx context.Context, code string) error
+	// MailTemplates are the templates MongoDB holds for code.
+	MailTemplates(ctx context.Context, code string) (map[string]string, error)
 	// Tallies and MailByCode summarise every code at once (usageBoard).
 	Tallies(ctx context.Context) (map[string]invite.Tally, error)
 	MailByCode(ctx context.Context) (map[string]invite.MailCounts, error)
@@ -150,21 +152,28 @@ func (r *InvitationReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 // reconcileSeed writes the invitation to MongoDB as the spec says.
 func (r *InvitationReconciler) reconcileSeed(ctx context.Context, inv *v1alpha1.Invitation, obs *observation) (ctrl.Result, error) {
 	doc, key := Document(inv), "seed/"+inv.Namespace+"/"+inv.Name
-	templates, err := r.mailTemplates(ctx, inv)
-	if err != nil {
-		obs.seedErr = err
-		if errors.Is(err, errTemplateInvalid) {
-			return ctrl.Result{RequeueAfter: r.UsageInterval}, nil // until someone fixes the ConfigMap
+	templates, tmplErr := r.mailTemplates(ctx, inv)
+	if tmplErr != nil && !errors.Is(tmplErr, errTemplateInvalid) {
+		obs.seedErr = tmplErr
+		return ctrl.Result{}, tmplErr
+	}
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	if tmplErr != nil {
+		// Broken templates never hold back pause, revoke, maxUses or
+		// expiry (the kill switch): write those with the templates
+		// MongoDB already has, and say what is wrong.
+		var err error
+		if templates, err = r.Store.MailTemplates(ctx, doc.Code); err != nil {
+			obs.seedErr = err
+			return ctrl.Result{}, fmt.Errorf("seeding %s: %w", inv.EffectiveCode(), err)
 		}
-		return ctrl.Result{}, err
 	}
 	doc.MailTemplates = templates
 	if r.written.unchanged(key, doc, r.Now()) {
 		obs.seeded = true
-		return ctrl.Result{}, nil
+		return templatesResult(obs, tmplErr, r.UsageInterval), nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
-	defer cancel()
 	if err := r.Store.PutInvitation(ctx, doc); err != nil {
 		obs.seedErr = err
 		if errors.Is(err, invite.ErrCodeTaken) {
@@ -176,7 +185,17 @@ func (r *InvitationReconciler) reconcileSeed(ctx context.Context, inv *v1alpha1.
 	}
 	r.written.record(key, doc, r.Now())
 	obs.seeded = true
-	return ctrl.Result{}, nil
+	return templatesResult(obs, tmplErr, r.UsageInterval), nil
+}
+
+// templatesResult reports an invalid templates ConfigMap once the rest of
+// the invitation is in MongoDB, and looks again until someone fixes it.
+func templatesResult(obs *observation, tmplErr error, every time.Duration) ctrl.Result {
+	if tmplErr == nil {
+		return ctrl.Result{}
+	}
+	obs.seedErr = tmplErr
+	return ctrl.Result{RequeueAfter: every}
 }
 
 // errTemplateInvalid marks a templates ConfigMap that is missing or does not

@@ -468,6 +468,19 @@ var _ = Describe("Mail templates", func() {
 			HaveField("Status", metav1.ConditionFalse), HaveField("Reason", ReasonTemplateInvalid))))
 		Expect(stored("templated")()).To(HaveField("MailTemplates", HaveKeyWithValue("en.subject", "Your {{.GameName}} seat: {{.Code}}")),
 			"the last valid templates stay in use")
+
+		// The kill switch works while the templates are broken: pausing
+		// and lowering reach MongoDB, with the last valid templates kept.
+		update(inv, func(i *v1alpha1.Invitation) { i.Spec.Paused, i.Spec.MaxUses = true, 3 })
+		Eventually(stored("templated")).Should(And(HaveField("State", invite.StatePaused), HaveField("MaxUses", 3),
+			HaveField("MailTemplates", HaveKeyWithValue("en.subject", "Your {{.GameName}} seat: {{.Code}}"))))
+		Expect(status(inv)()).To(WithTransform(readyCondition, HaveField("Reason", ReasonTemplateInvalid)))
+
+		// A missing ConfigMap likewise.
+		Expect(k8sClient.Delete(ctx, cm)).To(Succeed())
+		update(inv, func(i *v1alpha1.Invitation) { i.Spec.Paused = false })
+		Eventually(stored("templated")).Should(HaveField("State", invite.StateActive))
+		Expect(status(inv)()).To(WithTransform(readyCondition, HaveField("Reason", ReasonTemplateInvalid)))
 	})
 })
 

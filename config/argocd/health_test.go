@@ -76,6 +76,9 @@ func TestInvitationHealth(t *testing.T) {
 		{"spec changed, not seen yet", `{"metadata":{"generation":3},"spec":{"maxUses":1000},"status":{"observedGeneration":2,"conditions":[` + ready + `]}}`, "Progressing"},
 		{"paused", `{"metadata":{"generation":2},"spec":{"maxUses":1000,"paused":true},"status":{"phase":"Paused","observedGeneration":2,"conditions":[` + ready + `]}}`, "Suspended"},
 		{"MongoDB down", `{"metadata":{"generation":1},"spec":{"maxUses":10},"status":{"observedGeneration":1,"conditions":[{"type":"Ready","status":"False","reason":"MongoDBUnavailable","message":"connection refused"}]}}`, "Degraded"},
+		{"a failure on the latest spec, before any pass without errors", `{"metadata":{"generation":2},"spec":{"maxUses":10},"status":{"observedGeneration":1,"conditions":[{"type":"Ready","status":"False","reason":"TemplateInvalid","message":"x","observedGeneration":2}]}}`, "Degraded"},
+		{"paused but MongoDB down: the pause is not applied", `{"metadata":{"generation":2},"spec":{"maxUses":10,"paused":true},"status":{"observedGeneration":1,"conditions":[{"type":"Ready","status":"False","reason":"MongoDBUnavailable","message":"x","observedGeneration":2}]}}`, "Degraded"},
+		{"the Ready condition judged an older spec", `{"metadata":{"generation":3},"spec":{"maxUses":10},"status":{"observedGeneration":2,"conditions":[{"type":"Ready","status":"True","reason":"Serving","message":"x","observedGeneration":2}]}}`, "Progressing"},
 		{"code taken", `{"metadata":{"generation":1},"spec":{"maxUses":10},"status":{"observedGeneration":1,"conditions":[{"type":"Ready","status":"False","reason":"CodeConflict","message":"x"}]}}`, "Degraded"},
 		{"no Ready condition yet", `{"metadata":{"generation":1},"spec":{"maxUses":10},"status":{"observedGeneration":1,"conditions":[{"type":"OverLimit","status":"False"}]}}`, "Progressing"},
 	}
