@@ -5,6 +5,7 @@ package charts
 import (
 	"bytes"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -142,6 +143,7 @@ func TestNonDefaultRender(t *testing.T) {
 		"manager":       map[string]any{"replicas": 3},
 		"metrics":       map[string]any{"serviceMonitor": map[string]any{"enabled": true}},
 		"networkPolicy": map[string]any{"enabled": true},
+		"fleet":         map[string]any{"trustedProxies": []any{"10.42.0.0/16", "fd00::/64"}},
 		"ingress": map[string]any{"enabled": true, "namespace": "starfall", "host": "play.example.com", "tlsSecretName": "play-tls",
 			"routes": []any{map[string]any{"code": "twitter-reg1", "campaign": "twitter"}, map[string]any{"code": "telegram-test", "campaign": "telegram"}}},
 	})
@@ -153,6 +155,9 @@ func TestNonDefaultRender(t *testing.T) {
 	if *d.Spec.Replicas != 3 || d.Spec.Template.Spec.Containers[0].Image != "registry.example.com/vr:1.2.3" ||
 		!strings.Contains(strings.Join(d.Spec.Template.Spec.Containers[0].Args, " "), "--redeemer-image=registry.example.com/vr:1.2.3") {
 		t.Error("replicas, image and the fleets' image follow the values")
+	}
+	if !slices.Contains(d.Spec.Template.Spec.Containers[0].Args, "--fleet-trusted-proxies=10.42.0.0/16,fd00::/64") {
+		t.Errorf("the fleets' trusted proxies reach the manager: %v", d.Spec.Template.Spec.Containers[0].Args)
 	}
 	if !find(t, objs, "ServiceMonitor", nil) || !find(t, objs, "NetworkPolicy", &networkingv1.NetworkPolicy{}) {
 		t.Error("ServiceMonitor and NetworkPolicy when enabled")
@@ -170,12 +175,13 @@ func TestNonDefaultRender(t *testing.T) {
 
 func TestBadValuesFailAtInstall(t *testing.T) {
 	for name, values := range map[string]map[string]any{
-		"replicas not a number":  {"manager": map[string]any{"replicas": "two"}},
-		"unknown value":          {"replica": 2},
-		"CPU target over 100":    {"fleet": map[string]any{"cpuTarget": 101}},
-		"duration without unit":  {"fleet": map[string]any{"prescaleWindow": "15"}},
-		"code that is no code":   {"ingress": map[string]any{"enabled": true, "namespace": "x", "routes": []any{map[string]any{"code": "Bad_Code", "campaign": "x"}}}},
-		"ingress without a home": {"ingress": map[string]any{"enabled": true, "routes": []any{}}},
+		"replicas not a number":   {"manager": map[string]any{"replicas": "two"}},
+		"unknown value":           {"replica": 2},
+		"CPU target over 100":     {"fleet": map[string]any{"cpuTarget": 101}},
+		"duration without unit":   {"fleet": map[string]any{"prescaleWindow": "15"}},
+		"a proxy that is no CIDR": {"fleet": map[string]any{"trustedProxies": []any{"ingress"}}},
+		"code that is no code":    {"ingress": map[string]any{"enabled": true, "namespace": "x", "routes": []any{map[string]any{"code": "Bad_Code", "campaign": "x"}}}},
+		"ingress without a home":  {"ingress": map[string]any{"enabled": true, "routes": []any{}}},
 	} {
 		if _, err := render(t, values); err == nil {
 			t.Errorf("%s: accepted", name)

@@ -7,6 +7,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
@@ -30,7 +31,12 @@ type FleetConfig struct {
 	// MailSecretName names an optional Secret whose keys become the
 	// redeemers' environment: SMTP_HOST, SMTP_PORT, SMTP_USERNAME,
 	// SMTP_PASSWORD, MAIL_TOKEN_KEY, MAIL_FROM, GAME_NAME, MAIL_LINK_BASE…
-	MailSecretName  string
+	MailSecretName string
+	// TrustedProxies are the CIDRs (comma-separated) of the proxies in
+	// front of the fleets (the ingress controller's pods): their
+	// X-Forwarded-For is believed, so each player has a rate-limit bucket
+	// of their own instead of all sharing the proxy's.
+	TrustedProxies  string
 	MinReplicas     int32 // HPA floor outside pre-scaling
 	MaxReplicas     int32
 	CPUTarget       int32 // average CPU utilisation, percent of requests
@@ -151,6 +157,9 @@ func desiredDeployment(cfg FleetConfig, c campaign) *appsv1ac.DeploymentApplyCon
 			WithReadOnlyRootFilesystem(true).
 			WithRunAsNonRoot(true).
 			WithCapabilities(corev1ac.Capabilities().WithDrop("ALL")))
+	if cfg.TrustedProxies != "" {
+		container.WithEnv(corev1ac.EnvVar().WithName("TRUSTED_PROXIES").WithValue(cfg.TrustedProxies))
+	}
 	if cfg.MailSecretName != "" {
 		container.WithEnvFrom(corev1ac.EnvFromSource().
 			WithSecretRef(corev1ac.SecretEnvSource().WithName(cfg.MailSecretName).WithOptional(true)))
@@ -217,5 +226,8 @@ func desiredPDB(c campaign) *policyv1ac.PodDisruptionBudgetApplyConfiguration {
 		WithLabels(fleetLabels(c.Name)).
 		WithSpec(policyv1ac.PodDisruptionBudgetSpec().
 			WithMaxUnavailable(intstr.FromInt32(1)).
+			// An unready pod serves nobody: evicting it never blocks a
+			// node drain.
+			WithUnhealthyPodEvictionPolicy(policyv1.AlwaysAllow).
 			WithSelector(metav1ac.LabelSelector().WithMatchLabels(selectorLabels(c.Name))))
 }

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1alpha1 "github.com/velvetrope/velvetrope/api/v1alpha1"
@@ -93,8 +94,25 @@ func TestDesiredFleet(t *testing.T) {
 	if h := desiredHPA(testFleet, c, 12); *h.Spec.MinReplicas != 12 || *h.Spec.MaxReplicas != 12 {
 		t.Errorf("a floor above max raises max too: min %d max %d", *h.Spec.MinReplicas, *h.Spec.MaxReplicas)
 	}
-	if p := desiredPDB(c); p.Spec.MaxUnavailable.IntValue() != 1 || p.Spec.Selector.MatchLabels[LabelCampaign] != "twitter" {
-		t.Error("PDB")
+	if p := desiredPDB(c); p.Spec.MaxUnavailable.IntValue() != 1 || p.Spec.Selector.MatchLabels[LabelCampaign] != "twitter" ||
+		*p.Spec.UnhealthyPodEvictionPolicy != policyv1.AlwaysAllow {
+		t.Error("PDB: one pod at a time, and unready pods never block a drain")
+	}
+	for _, e := range c0.Env {
+		if *e.Name == "TRUSTED_PROXIES" {
+			t.Error("no trusted proxies unless configured")
+		}
+	}
+	behind := testFleet
+	behind.TrustedProxies = "10.42.0.0/16"
+	var trusted string
+	for _, e := range desiredDeployment(behind, c).Spec.Template.Spec.Containers[0].Env {
+		if *e.Name == "TRUSTED_PROXIES" {
+			trusted = *e.Value
+		}
+	}
+	if trusted != "10.42.0.0/16" {
+		t.Errorf("TRUSTED_PROXIES %q: the fleet believes the configured proxies", trusted)
 	}
 	if s := desiredService(c); s.Spec.Selector[LabelCampaign] != "twitter" || *s.Spec.Ports[0].Port != 80 {
 		t.Error("Service")

@@ -7,7 +7,9 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net/netip"
 	"os"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -54,6 +56,7 @@ func run(args []string) error {
 	fs.StringVar(&fleet.Image, "redeemer-image", "ghcr.io/velvetrope/velvetrope:"+version, "image of the redeemer fleets")
 	fs.StringVar(&fleet.MongoSecretName, "mongodb-secret-name", "velvetrope-mongodb", "Secret in each campaign's namespace holding the MongoDB URI for redeemers")
 	fs.StringVar(&fleet.MongoSecretKey, "mongodb-secret-key", "uri", "key of that Secret")
+	fs.StringVar(&fleet.TrustedProxies, "fleet-trusted-proxies", "", "comma-separated CIDRs of the proxies in front of the fleets (the ingress controller's pods), whose X-Forwarded-For the redeemers believe; empty: none, so behind a proxy every player shares its rate-limit bucket")
 	fs.StringVar(&fleet.MailSecretName, "mail-secret-name", "velvetrope-mail", "optional Secret in each campaign's namespace whose keys become redeemer environment (SMTP_HOST, MAIL_TOKEN_KEY, ...); empty: none")
 	fleet.MongoDatabase = *mongoDatabase
 	fs.Func("fleet-min-replicas", "HPA minimum outside pre-scaling (default 2)", intFlag(&fleet.MinReplicas))
@@ -82,6 +85,13 @@ func run(args []string) error {
 	}
 	if *mongoURI == "" {
 		return fmt.Errorf("--mongodb-uri (or MONGODB_URI) is required")
+	}
+	for _, cidr := range strings.Split(fleet.TrustedProxies, ",") {
+		if cidr = strings.TrimSpace(cidr); cidr != "" {
+			if _, err := netip.ParsePrefix(cidr); err != nil {
+				return fmt.Errorf("--fleet-trusted-proxies: %w", err)
+			}
+		}
 	}
 	if fleet.MinReplicas < 1 || fleet.MaxReplicas < fleet.MinReplicas {
 		return fmt.Errorf("need 1 <= --fleet-min-replicas <= --fleet-max-replicas")
