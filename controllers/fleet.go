@@ -139,6 +139,8 @@ func desiredDeployment(cfg FleetConfig, c campaign) *appsv1ac.DeploymentApplyCon
 			corev1ac.EnvVar().WithName("MONGODB_URI").WithValueFrom(corev1ac.EnvVarSource().
 				WithSecretKeyRef(corev1ac.SecretKeySelector().WithName(cfg.MongoSecretName).WithKey(cfg.MongoSecretKey))),
 			corev1ac.EnvVar().WithName("MONGODB_DATABASE").WithValue(cfg.MongoDatabase),
+			// A fleet loads only the codes its routes send it.
+			corev1ac.EnvVar().WithName("CAMPAIGN").WithValue(c.Name),
 			corev1ac.EnvVar().WithName("LISTEN_ADDR").WithValue(":"+strconv.Itoa(httpPort)),
 			corev1ac.EnvVar().WithName("DRAIN_DELAY").WithValue(cfg.DrainDelay.String()),
 			corev1ac.EnvVar().WithName("SHUTDOWN_TIMEOUT").WithValue(cfg.ShutdownTimeout.String()),

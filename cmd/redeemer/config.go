@@ -72,6 +72,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.Int64Var(&c.http.MaxBodyBytes, "max-body-bytes", 4096, "largest request body accepted (larger: 413)")
 	fs.BoolVar(&c.http.Folding.PlusTags, "fold-plus-tags", true, "treat name+tag@domain as name@domain")
 	fs.BoolVar(&c.http.Folding.GmailDots, "fold-gmail-dots", true, "ignore dots in Gmail addresses")
+	fs.StringVar(&c.claim.Campaign, "campaign", "", "serve only this campaign's invitations (the operator sets it for each campaign's fleet); empty: all")
 	fs.IntVar(&c.claim.MaxPending, "max-pending", 1024, "redemptions that may wait for MongoDB at once; more wait --admission-wait, then get 503")
 	fs.DurationVar(&c.claim.AdmissionWait, "admission-wait", 250*time.Millisecond, "how long a request may wait for a pending place")
 	fs.IntVar(&c.claim.BatchSize, "batch-size", 128, "slot claims per MongoDB insert")

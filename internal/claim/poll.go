@@ -55,6 +55,9 @@ func (s *Service) pollInvitations(ctx context.Context) error {
 	s.storageAnswered()
 	seen := make(map[string]bool, len(invs))
 	for _, inv := range invs {
+		if s.cfg.Campaign != "" && inv.Campaign != s.cfg.Campaign {
+			continue // another fleet's code: it answers 404 here, as the route never sends it
+		}
 		if err := inv.Validate(); err != nil {
 			if !s.invalid[inv.Code] {
 				s.log.Error(err, "Ignoring an invalid invitation document", "code", inv.Code)

@@ -467,3 +467,15 @@ func TestIdlePollReadsOneDocument(t *testing.T) {
 		t.Fatalf("%v full reads after one write, want 2", n)
 	}
 }
+
+// TestFleetServesItsCampaign: a replica of one campaign's fleet keeps only
+// that campaign's codes.
+func TestFleetServesItsCampaign(t *testing.T) {
+	mine, theirs := active("mine", 5), active("theirs", 5)
+	mine.Campaign, theirs.Campaign = "twitter", "telegram"
+	cfg := fast
+	cfg.Campaign = "twitter"
+	svc := start(t, newStore(t, mine, theirs), cfg)
+	expect(t, svc, "mine", "p@example.com", invite.Redeemed, nil)
+	expect(t, svc, "theirs", "p2@example.com", 0, invite.ErrUnknownCode)
+}

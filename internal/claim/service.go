@@ -52,6 +52,7 @@ type Config struct {
 	WriteTimeout  time.Duration // one batch or reload [5s]
 	RedeemTimeout time.Duration // one redemption, all its attempts included; above WriteTimeout [10s]
 	MaxAttempts   int           // slots one request may try [16]
+	Campaign      string        // serve only this campaign's codes (a campaign's fleet loads only what it serves); empty: all
 	Now           func() time.Time
 }
 
