@@ -248,7 +248,7 @@ func (r *InvitationReconciler) reconcileFleet(ctx context.Context, inv *v1alpha1
 		err = r.applyFleet(ctx, c)
 	}
 	if err == nil {
-		err = r.deleteOrphanFleets(ctx, inv.Namespace)
+		err = r.deleteOrphanFleets(ctx, inv.Namespace, inv.Spec.Campaign)
 	}
 	if err != nil {
 		obs.fleetErr = fmt.Errorf("fleet of campaign %s: %w", inv.Spec.Campaign, err)
@@ -274,7 +274,7 @@ func (r *InvitationReconciler) reconcileDelete(ctx context.Context, inv *v1alpha
 	if err := r.Store.PutInvitation(sctx, domainInvitation(inv, invite.StateRevoked)); err != nil && !errors.Is(err, invite.ErrCodeTaken) {
 		return ctrl.Result{}, fmt.Errorf("revoking %s: %w", inv.EffectiveCode(), err)
 	}
-	if err := r.deleteOrphanFleets(ctx, inv.Namespace); err != nil {
+	if err := r.deleteOrphanFleets(ctx, inv.Namespace, ""); err != nil {
 		return ctrl.Result{}, err
 	}
 	log.FromContext(ctx).Info("Revoked invitation", "code", inv.EffectiveCode())
@@ -285,7 +285,9 @@ func (r *InvitationReconciler) reconcileDelete(ctx context.Context, inv *v1alpha
 // campaign lists the live invitations of a campaign (not being deleted).
 func (r *InvitationReconciler) campaign(ctx context.Context, namespace, name string) (campaign, error) {
 	var list v1alpha1.InvitationList
-	if err := r.Client.List(ctx, &list, client.InNamespace(namespace), client.MatchingFields{campaignKey: name}); err != nil {
+	// Read only, and a campaign may hold thousands of invitations: no copy
+	// of each on every pass.
+	if err := r.Client.List(ctx, &list, client.InNamespace(namespace), client.MatchingFields{campaignKey: name}, client.UnsafeDisableDeepCopy); err != nil {
 		return campaign{}, err
 	}
 	c := campaign{Namespace: namespace, Name: name}
@@ -312,11 +314,14 @@ func (r *InvitationReconciler) applyFleet(ctx context.Context, c campaign) error
 		if r.written.unchanged(key, obj, now) {
 			continue
 		}
+		// Recorded before the apply: Apply fills obj with the server's
+		// answer (status, resourceVersion, managedFields), which would
+		// never digest equal to the next pass's desired object.
+		r.written.record(key, obj, now)
 		if err := r.Client.Apply(ctx, obj, opts...); err != nil {
 			r.written.forget(key)
 			return err
 		}
-		r.written.record(key, obj, now)
 	}
 	return nil
 }
@@ -326,15 +331,20 @@ func fleetKey(kind, namespace, campaign string) string {
 }
 
 // deleteOrphanFleets removes the fleet of every campaign in namespace that has
-// no live invitation left, including one an invitation moved away from.
-func (r *InvitationReconciler) deleteOrphanFleets(ctx context.Context, namespace string) error {
+// no live invitation left, including one an invitation moved away from. live
+// names a campaign known to have one (the caller's), which is not listed
+// again.
+func (r *InvitationReconciler) deleteOrphanFleets(ctx context.Context, namespace, live string) error {
 	var deployments appsv1.DeploymentList
-	if err := r.Client.List(ctx, &deployments, client.InNamespace(namespace), client.MatchingLabels{LabelManagedBy: managedBy}); err != nil {
+	if err := r.Client.List(ctx, &deployments, client.InNamespace(namespace), client.MatchingLabels{LabelManagedBy: managedBy}, client.UnsafeDisableDeepCopy); err != nil {
 		return err
 	}
 	var errs []error
 	for _, d := range deployments.Items {
 		name := d.Labels[LabelCampaign]
+		if name == live {
+			continue
+		}
 		c, err := r.campaign(ctx, namespace, name)
 		if err != nil || len(c.Invitations) > 0 {
 			errs = append(errs, err)
