@@ -321,6 +321,16 @@ var _ = Describe("Invitation controller", func() {
 		Expect(store.Used(ctx, "lowered")).To(Equal(4))
 	})
 
+	It("does not apply an unchanged fleet again on every pass", func() {
+		ns := newNamespace()
+		inv := create(newInvitation(ns, "quiet", 10, "quiet"))
+		Eventually(status(inv)).Should(WithTransform(readyCondition, HaveField("Status", metav1.ConditionTrue)))
+		Eventually(func() int { return applies.in(ns) }).Should(BeNumerically(">=", 4)) // the four fleet objects
+		before := applies.in(ns)
+		time.Sleep(6 * 300 * time.Millisecond) // six usage intervals: six passes
+		Expect(applies.in(ns)).To(Equal(before), "passes over an unchanged fleet re-applied it")
+	})
+
 	It("makes a lowered maxUses exact in storage, whatever slots replicas try, and gives back slots revoked above it", func() {
 		ns := newNamespace()
 		inv := create(newInvitation(ns, "exact", 10, "exact"))

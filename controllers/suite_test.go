@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -86,8 +87,9 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred())
 	var ctx context.Context
 	ctx, stopManager = context.WithCancel(context.Background())
+	applies = &applyCounter{Client: mgr.GetClient(), n: map[string]int{}}
 	r := &InvitationReconciler{
-		Client:         mgr.GetClient(),
+		Client:         applies,
 		Reader:         mgr.GetAPIReader(),
 		Store:          store,
 		Recorder:       mgr.GetEventRecorder("velvetrope-operator"),
@@ -114,3 +116,28 @@ var _ = AfterSuite(func() {
 		mongoServer.Stop()
 	}
 })
+
+// applies counts the reconciler's server-side applies per namespace, so a
+// spec can see that unchanged fleets are not applied again on every pass.
+var applies *applyCounter
+
+type applyCounter struct {
+	client.Client
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (c *applyCounter) Apply(ctx context.Context, obj runtime.ApplyConfiguration, opts ...client.ApplyOption) error {
+	if o, ok := obj.(interface{ GetNamespace() *string }); ok && o.GetNamespace() != nil {
+		c.mu.Lock()
+		c.n[*o.GetNamespace()]++
+		c.mu.Unlock()
+	}
+	return c.Client.Apply(ctx, obj, opts...)
+}
+
+func (c *applyCounter) in(namespace string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n[namespace]
+}
