@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -18,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -85,8 +87,9 @@ type InvitationReconciler struct {
 	// Workers is how many Invitations are reconciled at once [4].
 	Workers int
 
-	written *written    // set up by SetupWithManager
-	board   *usageBoard // likewise
+	written *written     // set up by SetupWithManager
+	board   *usageBoard  // likewise
+	passes  *fleetPasses // likewise
 }
 
 // resync bounds how long an unchanged write may be skipped.
@@ -243,6 +246,16 @@ func (r *InvitationReconciler) reconcileUsage(ctx context.Context, inv *v1alpha1
 // reconcileFleet applies the fleet of the invitation's campaign and deletes
 // fleets of campaigns that no longer have invitations in the namespace.
 func (r *InvitationReconciler) reconcileFleet(ctx context.Context, inv *v1alpha1.Invitation, obs *observation) (ctrl.Result, error) {
+	if next, ok := r.fleetSettled(inv); ok {
+		// A periodic pass over an Invitation whose spec the fleet already
+		// reflects: its campaign holds maybe thousands of Invitations, and
+		// any change to one of them, or to a fleet object, makes its own
+		// full pass. (Status and usage are read every pass regardless.)
+		if !next.IsZero() {
+			return ctrl.Result{RequeueAfter: next.Sub(r.Now())}, nil
+		}
+		return ctrl.Result{}, nil
+	}
 	c, err := r.campaign(ctx, inv.Namespace, inv.Spec.Campaign)
 	if err == nil {
 		err = r.applyFleet(ctx, c)
@@ -254,10 +267,61 @@ func (r *InvitationReconciler) reconcileFleet(ctx context.Context, inv *v1alpha1
 		obs.fleetErr = fmt.Errorf("fleet of campaign %s: %w", inv.Spec.Campaign, err)
 		return ctrl.Result{}, obs.fleetErr
 	}
-	if next := nextFleetChange(r.Fleet, c.Invitations, r.Now()); !next.IsZero() {
+	next := nextFleetChange(r.Fleet, c.Invitations, r.Now())
+	r.passes.record(inv, next)
+	if !next.IsZero() {
 		return ctrl.Result{RequeueAfter: next.Sub(r.Now())}, nil
 	}
 	return ctrl.Result{}, nil
+}
+
+// fleetSettled reports whether inv's campaign fleet needs no pass now: this
+// generation of inv already had a full one, every fleet object was applied
+// recently and no watch event has marked one changed since, and no
+// pre-scaling change is due. next is when the next one is.
+func (r *InvitationReconciler) fleetSettled(inv *v1alpha1.Invitation) (next time.Time, ok bool) {
+	p, ok := r.passes.get(inv)
+	if !ok || p.generation != inv.Generation || p.campaign != inv.Spec.Campaign || !p.next.IsZero() && !r.Now().Before(p.next) {
+		return time.Time{}, false
+	}
+	for _, kind := range fleetKinds {
+		if !r.written.fresh(fleetKey(kind, inv.Namespace, inv.Spec.Campaign), r.Now()) {
+			return time.Time{}, false
+		}
+	}
+	return p.next, true
+}
+
+// fleetPasses remembers, per Invitation, which generation last had a full
+// fleet pass.
+type fleetPasses struct {
+	mu   sync.Mutex
+	last map[types.UID]fleetPass
+}
+
+type fleetPass struct {
+	generation int64
+	campaign   string
+	next       time.Time // the next pre-scaling change; zero: none
+}
+
+func (f *fleetPasses) get(inv *v1alpha1.Invitation) (fleetPass, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	p, ok := f.last[inv.UID]
+	return p, ok
+}
+
+func (f *fleetPasses) record(inv *v1alpha1.Invitation, next time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.last[inv.UID] = fleetPass{generation: inv.Generation, campaign: inv.Spec.Campaign, next: next}
+}
+
+func (f *fleetPasses) forget(inv *v1alpha1.Invitation) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.last, inv.UID)
 }
 
 // reconcileDelete revokes the code (its redemptions stay: they are records of
@@ -269,6 +333,7 @@ func (r *InvitationReconciler) reconcileDelete(ctx context.Context, inv *v1alpha
 	}
 	// A code owned by another Invitation is not ours to revoke.
 	r.written.forget("seed/" + inv.Namespace + "/" + inv.Name)
+	r.passes.forget(inv)
 	sctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
 	if err := r.Store.PutInvitation(sctx, domainInvitation(inv, invite.StateRevoked)); err != nil && !errors.Is(err, invite.ErrCodeTaken) {
@@ -325,6 +390,9 @@ func (r *InvitationReconciler) applyFleet(ctx context.Context, c campaign) error
 	}
 	return nil
 }
+
+// fleetKinds are the kinds of a fleet's objects, as applyFleet names them.
+var fleetKinds = []string{"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"}
 
 func fleetKey(kind, namespace, campaign string) string {
 	return "fleet/" + kind + "/" + namespace + "/" + campaign
@@ -430,6 +498,7 @@ func (r *InvitationReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Ma
 	}
 	r.written = newWritten(resync)
 	r.board = newUsageBoard(r.Store, r.UsageInterval, r.Now)
+	r.passes = &fleetPasses{last: map[types.UID]fleetPass{}}
 	if r.Workers <= 0 {
 		r.Workers = 4
 	}

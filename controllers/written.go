@@ -40,6 +40,15 @@ func (w *written) unchanged(key string, v any, now time.Time) bool {
 	return found && e.sum == sum && now.Sub(e.at) < w.resync
 }
 
+// fresh reports whether something was written to key within resync and no
+// watch event or failure has made it forget since.
+func (w *written) fresh(key string, now time.Time) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	e, found := w.last[key]
+	return found && now.Sub(e.at) < w.resync
+}
+
 // record notes that v was written to key at now.
 func (w *written) record(key string, v any, now time.Time) {
 	if sum, ok := digest(v); ok {
