@@ -115,8 +115,10 @@ func (r *InvitationReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	if !inv.DeletionTimestamp.IsZero() {
 		return r.reconcileDelete(ctx, inv)
 	}
-	if controllerutil.AddFinalizer(inv, Finalizer) {
-		if err := r.Client.Update(ctx, inv); err != nil {
+	if base := inv.DeepCopy(); controllerutil.AddFinalizer(inv, Finalizer) {
+		// A patch, not an update: it cannot overwrite a spec edited since
+		// we read the object.
+		if err := r.Client.Patch(ctx, inv, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
 			return ctrl.Result{}, err
 		}
 	}
@@ -149,7 +151,12 @@ func (r *InvitationReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		}
 	}
 	results = append(results, r.requeue(inv, next))
-	return soonest(results...), kerrors.NewAggregate(errs)
+	// A result or an error, not both: with an error controller-runtime
+	// retries with backoff and ignores the result.
+	if err := kerrors.NewAggregate(errs); err != nil {
+		return ctrl.Result{}, err
+	}
+	return soonest(results...), nil
 }
 
 // reconcileSeed writes the invitation to MongoDB as the spec says.
@@ -343,8 +350,9 @@ func (r *InvitationReconciler) reconcileDelete(ctx context.Context, inv *v1alpha
 		return ctrl.Result{}, err
 	}
 	log.FromContext(ctx).Info("Revoked invitation", "code", inv.EffectiveCode())
+	base := inv.DeepCopy()
 	controllerutil.RemoveFinalizer(inv, Finalizer)
-	return ctrl.Result{}, r.Client.Update(ctx, inv)
+	return ctrl.Result{}, r.Client.Patch(ctx, inv, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
 }
 
 // campaign lists the live invitations of a campaign (not being deleted).
