@@ -142,9 +142,6 @@ func (s *Service) Ready() error {
 	return nil
 }
 
-// StorageErr is the last storage failure, nil once storage answers again.
-func (s *Service) StorageErr() error { return s.healthErr() }
-
 func (s *Service) healthErr() error {
 	if p := s.health.Load(); p != nil {
 		return *p
