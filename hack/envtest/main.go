@@ -15,7 +15,14 @@ import (
 
 func main() {
 	kubectl := flag.Bool("kubectl", false, "print the kubectl binary instead of the directory")
+	node := flag.Bool("node", false, "also build the real node's binaries (kubelet, kube-controller-manager, kube-scheduler, kube-proxy)")
 	flag.Parse()
+	if *node {
+		if _, err := testbed.NodeBinaries(); err != nil {
+			fmt.Fprintln(os.Stderr, "envtest:", err)
+			os.Exit(1)
+		}
+	}
 	dir, err := testbed.EnvtestAssets()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "envtest:", err)

@@ -13,14 +13,15 @@ import (
 // hack/tools/etcd) on first use, because no envtest download site is
 // reachable here; the directory is keyed by both versions.
 func EnvtestAssets() (string, error) {
-	var bins []string
-	for _, t := range []tool{etcdTool, kubeAPIServerTool, kubectlTool} {
-		bin, err := t.binary()
-		if err != nil {
-			return "", err
-		}
-		bins = append(bins, bin)
+	etcd, err := etcdTool.binary()
+	if err != nil {
+		return "", err
 	}
+	kube, err := buildTools(kubeAPIServerTool, kubectlTool)
+	if err != nil {
+		return "", err
+	}
+	bins := append([]string{etcd}, kube...)
 	// bin/etcd-v3.5.35 and bin/kube-apiserver-v1.37.2 -> bin/envtest-v1.37.2-etcd-v3.5.35/
 	kubeVersion := strings.TrimPrefix(filepath.Base(bins[1]), "kube-apiserver-")
 	etcdVersion := strings.TrimPrefix(filepath.Base(bins[0]), "etcd-")
@@ -39,4 +40,24 @@ func EnvtestAssets() (string, error) {
 		}
 	}
 	return dir, nil
+}
+
+// NodeBinaries returns the paths of the real node's Kubernetes binaries and
+// etcd by name, building the missing ones (the Kubernetes ones in one go
+// build) and caching them in bin/.
+func NodeBinaries() (map[string]string, error) {
+	etcd, err := etcdTool.binary()
+	if err != nil {
+		return nil, err
+	}
+	tools := append([]tool{kubeAPIServerTool, kubectlTool}, nodeTools...)
+	bins, err := buildTools(tools...)
+	if err != nil {
+		return nil, err
+	}
+	m := map[string]string{"etcd": etcd}
+	for i, t := range tools {
+		m[t.name] = bins[i]
+	}
+	return m, nil
 }

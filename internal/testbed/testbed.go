@@ -49,6 +49,14 @@ var (
 	kubeVersionFlags  = []string{"k8s.io/component-base/version.gitVersion=%s", "k8s.io/client-go/pkg/version.gitVersion=%s"}
 	kubeAPIServerTool = tool{name: "kube-apiserver", dir: "kube", module: "k8s.io/kubernetes", ldflags: kubeVersionFlags}
 	kubectlTool       = tool{name: "kubectl", dir: "kube", module: "k8s.io/kubernetes", ldflags: kubeVersionFlags}
+	// The real node's binaries, built together in one go build (they share
+	// most of their packages).
+	nodeTools = []tool{
+		{name: "kubelet", dir: "kube", module: "k8s.io/kubernetes", ldflags: kubeVersionFlags},
+		{name: "kube-controller-manager", dir: "kube", module: "k8s.io/kubernetes", ldflags: kubeVersionFlags},
+		{name: "kube-scheduler", dir: "kube", module: "k8s.io/kubernetes", ldflags: kubeVersionFlags},
+		{name: "kube-proxy", dir: "kube", module: "k8s.io/kubernetes", ldflags: kubeVersionFlags},
+	}
 )
 
 // pinnedVersion reads the version of module mod pinned in the go.mod in dir,
@@ -65,42 +73,71 @@ func pinnedVersion(dir, mod string) (string, error) {
 	return string(m[1]), nil
 }
 
-// binary returns bin/<name>-<version>, building it when it is missing. It
-// builds to a temporary name and renames, so packages testing in parallel
-// never see a half-written binary.
+// binary returns bin/<name>-<version>, building it when it is missing.
 func (t tool) binary() (string, error) {
+	bins, err := buildTools(t)
+	if err != nil {
+		return "", err
+	}
+	return bins[0], nil
+}
+
+// buildTools returns bin/<name>-<version> for each tool, building the missing
+// ones in one go build invocation (so they share work). All tools must live
+// in the same module directory. It builds into a temporary directory and
+// renames, so packages testing in parallel never see a half-written binary.
+func buildTools(tools ...tool) ([]string, error) {
 	root, err := ModuleRoot()
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	dir := filepath.Join(root, "hack", "tools", t.dir)
-	version, err := pinnedVersion(dir, t.module)
+	dir := filepath.Join(root, "hack", "tools", tools[0].dir)
+	version, err := pinnedVersion(dir, tools[0].module)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	bin := filepath.Join(root, "bin", t.name+"-"+version)
-	if _, err := os.Stat(bin); err == nil {
-		return bin, nil
+	var bins, missing []string
+	for _, t := range tools {
+		bin := filepath.Join(root, "bin", t.name+"-"+version)
+		bins = append(bins, bin)
+		if _, err := os.Stat(bin); err != nil {
+			missing = append(missing, t.name)
+		}
 	}
-	if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
-		return "", err
+	if len(missing) == 0 {
+		return bins, nil
 	}
-	tmp := fmt.Sprintf("%s.tmp%d", bin, os.Getpid())
-	args := []string{"build", "-o", tmp}
-	if len(t.ldflags) > 0 {
+	if err := os.MkdirAll(filepath.Join(root, "bin"), 0o755); err != nil {
+		return nil, err
+	}
+	tmp, err := os.MkdirTemp(filepath.Join(root, "bin"), ".build-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	args := []string{"build", "-o", tmp + "/"}
+	if len(tools[0].ldflags) > 0 {
 		var x []string
-		for _, f := range t.ldflags {
+		for _, f := range tools[0].ldflags {
 			x = append(x, "-X", fmt.Sprintf(f, version))
 		}
 		args = append(args, "-ldflags", strings.Join(x, " "))
 	}
-	cmd := exec.Command("go", append(args, "./"+t.name)...)
-	cmd.Dir = dir
-	fmt.Fprintf(os.Stderr, "testbed: building %s %s (once; cached in bin/)\n", t.name, version)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("testbed: building %s %s (make testbed does the same): %w\n%s", t.name, version, err, out)
+	for _, name := range missing {
+		args = append(args, "./"+name)
 	}
-	return bin, os.Rename(tmp, bin)
+	cmd := exec.Command("go", args...)
+	cmd.Dir = dir
+	fmt.Fprintf(os.Stderr, "testbed: building %s %s (once; cached in bin/)\n", strings.Join(missing, ", "), version)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("testbed: building %s %s: %w\n%s", strings.Join(missing, ", "), version, err, out)
+	}
+	for _, name := range missing {
+		if err := os.Rename(filepath.Join(tmp, name), filepath.Join(root, "bin", name+"-"+version)); err != nil {
+			return nil, err
+		}
+	}
+	return bins, nil
 }
 
 // readFirstLine returns the first line a process prints, which our wrappers
