@@ -39,12 +39,16 @@ func StartMongo() (*Mongo, error) { return StartMongoIn("") }
 
 // StartMongoIn is StartMongo with FerretDB's data kept in dir across runs
 // (the local platform); an empty dir means a temporary one, removed by Stop.
-func StartMongoIn(dir string) (*Mongo, error) {
+func StartMongoIn(dir string) (*Mongo, error) { return StartMongoAt(dir, "127.0.0.1:0") }
+
+// StartMongoAt is StartMongoIn with FerretDB listening on addr (the real
+// node's pods reach the host on its bridge address).
+func StartMongoAt(dir, addr string) (*Mongo, error) {
 	m := &Mongo{}
 	if uri := os.Getenv("MONGODB_URI"); uri != "" {
 		m.URI, m.external = uri, true
 	} else {
-		m.addr, m.keep = "127.0.0.1:0", dir != ""
+		m.addr, m.keep = addr, dir != ""
 		if dir == "" {
 			var err error
 			if dir, err = os.MkdirTemp("", "velvetrope-ferretdb-"); err != nil {

@@ -9,6 +9,8 @@ import (
 	"mime/multipart"
 	"net"
 	"net/mail"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -20,6 +22,9 @@ import (
 // it receives, and can be told to refuse, stall, or go away and come back.
 type SMTP struct {
 	Addr string
+	// Dir, when set, also receives each accepted message as an .eml file
+	// (make dev's mail directory).
+	Dir string
 
 	mu       sync.Mutex
 	messages []Message
@@ -137,7 +142,14 @@ func (x *session) Data(r io.Reader) error {
 	}
 	x.s.mu.Lock()
 	x.s.messages = append(x.s.messages, Message{From: x.from, To: x.to, Data: b.Bytes()})
+	n := len(x.s.messages)
 	x.s.mu.Unlock()
+	if x.s.Dir != "" {
+		name := filepath.Join(x.s.Dir, fmt.Sprintf("%d-%06d.eml", time.Now().UnixNano(), n))
+		if err := os.WriteFile(name, b.Bytes(), 0o644); err != nil {
+			return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: err.Error()}
+		}
+	}
 	return nil
 }
 

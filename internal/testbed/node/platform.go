@@ -1,0 +1,175 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"helm.sh/helm/v3/pkg/action"
+	"helm.sh/helm/v3/pkg/chart"
+	"helm.sh/helm/v3/pkg/chart/loader"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+
+	"github.com/velvetrope/velvetrope/internal/testbed"
+)
+
+// Platform is VelvetRope installed on the node the way users install it:
+// the project's image imported into containerd, the MongoDB URI Secret,
+// and the Helm chart.
+type Platform struct {
+	*Node
+	Namespace string // the release's
+	Release   string
+	Image     string // the image reference installed last
+
+	helm *action.Configuration
+}
+
+// PlatformOptions configure Install.
+type PlatformOptions struct {
+	MongoURI string // as the pods reach it (FerretDB on HostIP)
+	// Namespaces get the MongoDB Secret (and MailEnv's Secret) the fleets
+	// of their Invitations use.
+	Namespaces []string
+	// MailEnv is the fleets' optional mail Secret (SMTP_HOST, ...).
+	MailEnv map[string]string
+	// Values are Helm values over the defaults below.
+	Values map[string]any
+}
+
+// Install builds and imports the project's image, creates the Secrets and
+// installs the chart, waiting until the operator's pods are Ready.
+func (n *Node) Install(ctx context.Context, opts PlatformOptions) (*Platform, error) {
+	p := &Platform{Node: n, Namespace: "velvetrope-system", Release: "velvetrope"}
+	ref, err := p.BuildImage("1")
+	if err != nil {
+		return nil, err
+	}
+	for _, ns := range append([]string{p.Namespace}, opts.Namespaces...) {
+		if err := p.ensureNamespace(ctx, ns); err != nil {
+			return nil, err
+		}
+		if err := p.putSecret(ctx, ns, "velvetrope-mongodb", map[string]string{"uri": opts.MongoURI}); err != nil {
+			return nil, err
+		}
+		if opts.MailEnv != nil && ns != p.Namespace {
+			if err := p.putSecret(ctx, ns, "velvetrope-mail", opts.MailEnv); err != nil {
+				return nil, err
+			}
+		}
+	}
+	flags := genericclioptions.NewConfigFlags(false)
+	flags.KubeConfig, flags.Namespace = &n.Kubeconfig, &p.Namespace
+	p.helm = new(action.Configuration)
+	if err := p.helm.Init(flags, p.Namespace, "secret", func(string, ...any) {}); err != nil {
+		return nil, err
+	}
+	values := merge(map[string]any{
+		"image":   map[string]any{"repository": imageRepository, "tag": tagOf(ref), "pullPolicy": "IfNotPresent"},
+		"manager": map[string]any{"usageInterval": "2s"},
+	}, opts.Values)
+	ch, err := p.chart()
+	if err != nil {
+		return nil, err
+	}
+	n.log("Installing the Helm chart (image %s)…", ref)
+	install := action.NewInstall(p.helm)
+	install.ReleaseName, install.Namespace = p.Release, p.Namespace
+	install.Wait, install.Timeout = true, 3*time.Minute
+	if _, err := install.RunWithContext(ctx, ch, values); err != nil {
+		return nil, fmt.Errorf("helm install: %w\n%s", err, p.Describe(ctx, p.Namespace))
+	}
+	p.Image = ref
+	return p, nil
+}
+
+// Upgrade runs helm upgrade with values over the installed ones (reusing
+// them), waiting for the operator's pods.
+func (p *Platform) Upgrade(ctx context.Context, values map[string]any) error {
+	ch, err := p.chart()
+	if err != nil {
+		return err
+	}
+	up := action.NewUpgrade(p.helm)
+	up.Namespace, up.ReuseValues, up.Wait, up.Timeout = p.Namespace, true, true, 3*time.Minute
+	_, err = up.RunWithContext(ctx, p.Release, ch, values)
+	return err
+}
+
+func (p *Platform) chart() (*chart.Chart, error) {
+	root, err := testbed.ModuleRoot()
+	if err != nil {
+		return nil, err
+	}
+	return loader.Load(filepath.Join(root, "charts", "velvetrope"))
+}
+
+const imageRepository = "velvetrope.local/velvetrope"
+
+// BuildImage builds the project's image as velvetrope.local/velvetrope:tag
+// and imports it into the node.
+func (p *Platform) BuildImage(tag string) (string, error) {
+	ref := imageRepository + ":" + tag
+	tar := filepath.Join(RunDir, "image-"+tag+".tar")
+	p.log("Building the project's image %s (no Docker: static binaries in one layer)…", ref)
+	if err := ProjectImage(ref).Build(tar); err != nil {
+		return "", err
+	}
+	defer os.Remove(tar)
+	return ref, p.ImportImage(tar)
+}
+
+func tagOf(ref string) string { return ref[len(imageRepository)+1:] }
+
+func (p *Platform) ensureNamespace(ctx context.Context, name string) error {
+	_, err := p.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		return nil
+	}
+	return err
+}
+
+func (p *Platform) putSecret(ctx context.Context, ns, name string, data map[string]string) error {
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, StringData: data}
+	_, err := p.Client.CoreV1().Secrets(ns).Create(ctx, s, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		_, err = p.Client.CoreV1().Secrets(ns).Update(ctx, s, metav1.UpdateOptions{})
+	}
+	return err
+}
+
+// KubectlCmd runs the node's kubectl as the admin.
+func (n *Node) KubectlCmd(args ...string) *exec.Cmd {
+	return exec.Command(n.Kubectl, append([]string{"--kubeconfig", n.Kubeconfig}, args...)...)
+}
+
+// Describe returns what a person would look at when something does not come
+// up: the pods of ns and the latest events, for failure messages.
+func (n *Node) Describe(ctx context.Context, ns string) string {
+	out, _ := n.KubectlCmd("get", "pods,deploy,svc,hpa,pdb", "-n", ns, "-o", "wide").CombinedOutput()
+	ev, _ := n.KubectlCmd("get", "events", "-n", ns, "--sort-by", ".lastTimestamp").CombinedOutput()
+	if len(ev) > 3000 {
+		ev = ev[len(ev)-3000:]
+	}
+	return string(out) + "\n" + string(ev)
+}
+
+// merge returns a with b's keys over it, recursively for maps.
+func merge(a, b map[string]any) map[string]any {
+	for k, v := range b {
+		if bm, ok := v.(map[string]any); ok {
+			if am, ok := a[k].(map[string]any); ok {
+				a[k] = merge(am, bm)
+				continue
+			}
+		}
+		a[k] = v
+	}
+	return a
+}

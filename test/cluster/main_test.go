@@ -1,0 +1,63 @@
+// Package cluster is the e2e suite on a real Kubernetes node (the test bed's
+// internal/testbed/node): the operator installed with its Helm chart, the
+// fleets it makes running as pods from the project's image, requests
+// through the campaigns' Services. Every test is bounded in requests and
+// time, and sends traffic only to the node's own addresses.
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/velvetrope/velvetrope/internal/testbed"
+	"github.com/velvetrope/velvetrope/internal/testbed/node"
+)
+
+var (
+	platform *node.Platform
+	mongo    *testbed.Mongo
+	smtp     *testbed.SMTP
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(func() int {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+		defer cancel()
+		n, err := node.Start(ctx, node.Options{Log: logf})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer n.Stop()
+		if mongo, err = testbed.StartMongoAt("", net.JoinHostPort(node.HostIP, "0")); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer mongo.Stop()
+		smtp = &testbed.SMTP{Addr: net.JoinHostPort(node.HostIP, "0")}
+		if err := smtp.Start(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer smtp.Stop()
+		platform, err = n.Install(ctx, node.PlatformOptions{
+			MongoURI:   mongo.URI,
+			Namespaces: []string{"default"},
+			MailEnv: map[string]string{"SMTP_HOST": node.HostIP, "SMTP_PORT": fmt.Sprint(smtp.Port()), "SMTP_TLS": "none",
+				"MAIL_TOKEN_KEY": "cluster-e2e-token-key-0123456789abcdef"},
+		})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		return m.Run()
+	}())
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "cluster: "+format+"\n", args...)
+}
