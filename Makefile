@@ -127,7 +127,7 @@ docker-build: ## Build the container image (needs a Docker engine).
 ##@ Run
 
 .PHONY: dev
-dev: testbed ## The whole platform locally: control plane, operator, MongoDB test bed, redeemers behind a proxy on 127.0.0.1:8080.
+dev: testbed ## The whole platform on a real single-node Kubernetes here (needs root, containerd, runc, CNI plugins, iptables): operator via Helm, fleets as pods.
 	$(GO) run ./hack/dev
 
 .PHONY: run-local

@@ -1,10 +1,11 @@
-// Command dev is `make dev`: the whole platform on this machine. It starts
-// the FerretDB test bed and the envtest control plane (etcd +
-// kube-apiserver) with their data under .dev/, the operator's manager, and —
-// since no kubelet can run pods here — a local stand-in that runs redeemer
-// processes following the operator's Deployments, behind a small proxy that
-// routes /invitations/{code} to the code's campaign as an Ingress would. It
-// applies config/samples and prints what to try. Ctrl-C stops everything.
+// Command dev is `make dev`: the whole platform on a real Kubernetes node on
+// this machine (internal/testbed/node: kubelet, containerd, scheduler,
+// controller-manager, kube-proxy). It starts the FerretDB test bed (data in
+// .dev/ferretdb) and a mail server writing .eml files to .dev/mail, both on
+// the node's host address so pods reach them; installs the operator with the
+// Helm chart from the project's image, built without Docker; applies
+// config/samples; waits until the campaigns' fleets are Ready; and prints
+// what to try. Ctrl-C stops everything and removes what the node made.
 package main
 
 import (
@@ -12,34 +13,29 @@ import (
 	"flag"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"syscall"
 	"time"
 
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	appsv1 "k8s.io/api/apps/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	v1alpha1 "github.com/velvetrope/velvetrope/api/v1alpha1"
 	"github.com/velvetrope/velvetrope/internal/testbed"
+	"github.com/velvetrope/velvetrope/internal/testbed/node"
 )
 
 func main() {
-	listen := flag.String("listen", "127.0.0.1:8080", "address of the local ingress")
-	dir := flag.String("dir", ".dev", "where the platform keeps its state between runs")
+	dir := flag.String("dir", ".dev", "where the platform keeps its MongoDB data, mail and kubeconfig between runs")
 	flag.Parse()
-	if err := run(*listen, *dir); err != nil {
+	if err := run(*dir); err != nil {
 		fmt.Fprintln(os.Stderr, "dev:", err)
 		os.Exit(1)
 	}
 }
 
-func run(listen, dir string) error {
+func run(dir string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	root, err := testbed.ModuleRoot()
@@ -50,107 +46,98 @@ func run(listen, dir string) error {
 		dir = filepath.Join(root, dir)
 	}
 	say := func(format string, args ...any) { fmt.Fprintf(os.Stderr, "dev: "+format+"\n", args...) }
+	if err := node.Check(); err != nil {
+		return fmt.Errorf("%w\n(make run-local runs one redeemer and the test bed without Kubernetes)", err)
+	}
 
-	say("Control plane binaries (built from the Go module proxy on first use: about ten minutes, then cached in bin/)…")
-	assets, err := testbed.EnvtestAssets()
+	n, err := node.Start(ctx, node.Options{Log: say})
 	if err != nil {
 		return err
 	}
+	defer n.Stop()
 	say("MongoDB test bed (data in %s)…", filepath.Join(dir, "ferretdb"))
-	mongo, err := testbed.StartMongoIn(filepath.Join(dir, "ferretdb"))
+	mongo, err := testbed.StartMongoAt(filepath.Join(dir, "ferretdb"), net.JoinHostPort(node.HostIP, "0"))
 	if err != nil {
 		return err
 	}
 	defer mongo.Stop()
-
-	say("Kubernetes control plane (etcd data in %s)…", filepath.Join(dir, "etcd"))
-	env := &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-		BinaryAssetsDirectory: assets,
-		ControlPlane:          envtest.ControlPlane{Etcd: &envtest.Etcd{DataDir: filepath.Join(dir, "etcd")}},
-	}
-	cfg, err := env.Start()
-	if err != nil {
+	mailDir := filepath.Join(dir, "mail")
+	if err := os.MkdirAll(mailDir, 0o755); err != nil {
 		return err
 	}
-	defer env.Stop()
-	user, err := env.AddUser(envtest.User{Name: "dev", Groups: []string{"system:masters"}}, nil)
+	smtp := &testbed.SMTP{Addr: net.JoinHostPort(node.HostIP, "0"), Dir: mailDir}
+	if err := smtp.Start(); err != nil {
+		return err
+	}
+	defer smtp.Stop()
+
+	p, err := n.Install(ctx, node.PlatformOptions{
+		MongoURI:   mongo.URI,
+		Namespaces: []string{"default"},
+		MailEnv: map[string]string{"SMTP_HOST": node.HostIP, "SMTP_PORT": fmt.Sprint(smtp.Port()), "SMTP_TLS": "none",
+			"MAIL_TOKEN_KEY": "make-dev-token-key-not-for-production-use"},
+		Values: map[string]any{"manager": map[string]any{"replicas": 1}, "fleet": map[string]any{"minReplicas": 1}},
+	})
 	if err != nil {
 		return err
 	}
 	kubeconfig := filepath.Join(dir, "kubeconfig")
-	kc, err := user.KubeConfig()
-	if err == nil {
-		err = os.WriteFile(kubeconfig, kc, 0o600)
-	}
-	if err != nil {
+	if b, err := os.ReadFile(n.Kubeconfig); err != nil {
+		return err
+	} else if err := os.WriteFile(kubeconfig, b, 0o600); err != nil {
 		return err
 	}
-
-	say("Building the manager and the redeemer…")
-	binDir := filepath.Join(dir, "bin")
-	managerBin, err := testbed.Build("./cmd/manager", binDir)
-	if err != nil {
-		return err
-	}
-	redeemerBin, err := testbed.Build("./cmd/redeemer", binDir)
-	if err != nil {
-		return err
-	}
-	managerLog, err := os.Create(filepath.Join(dir, "manager.log"))
-	if err != nil {
-		return err
-	}
-	defer managerLog.Close()
-	manager := exec.Command(managerBin, "--health-probe-bind-address", "0", "--metrics-bind-address", "0",
-		"--usage-interval", "2s", "--redeemer-image", "velvetrope:dev", "--fleet-min-replicas", "1")
-	manager.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig, "MONGODB_URI="+mongo.URI)
-	manager.Stdout, manager.Stderr = managerLog, managerLog
-	if err := manager.Start(); err != nil {
-		return err
-	}
-	defer func() { manager.Process.Signal(syscall.SIGTERM); manager.Wait() }()
-
-	kubectl := filepath.Join(assets, "kubectl")
-	if out, err := exec.Command(kubectl, "--kubeconfig", kubeconfig, "apply", "-n", "default", "-k", filepath.Join(root, "config", "samples")).CombinedOutput(); err != nil {
+	if out, err := n.KubectlCmd("apply", "-n", "default", "-k", filepath.Join(root, "config", "samples")).CombinedOutput(); err != nil {
 		return fmt.Errorf("applying config/samples: %v\n%s", err, out)
 	}
-
-	scheme := runtime.NewScheme()
-	clientgoscheme.AddToScheme(scheme)
-	v1alpha1.AddToScheme(scheme)
-	c, err := client.New(cfg, client.Options{Scheme: scheme})
-	if err != nil {
-		return err
+	say("Waiting for the campaigns' fleets (the operator's Deployments) to be Ready…")
+	urls := map[string]string{}
+	for _, campaign := range []string{"twitter", "telegram", "instagram"} {
+		if err := waitReady(ctx, p, campaign); err != nil {
+			return fmt.Errorf("%w\n%s", err, n.Describe(ctx, "default"))
+		}
+		if urls[campaign], err = p.ServiceURL(ctx, "default", campaign); err != nil {
+			return err
+		}
 	}
-	k := &kubelet{client: c, bin: redeemerBin, mongoURI: mongo.URI, mailDir: filepath.Join(dir, "mail"), say: say}
-	defer k.stopAll()
-	go k.run(ctx)
-
-	ln, err := net.Listen("tcp", listen)
-	if err != nil {
-		return err
-	}
-	proxy := &http.Server{Handler: k, ReadHeaderTimeout: 5 * time.Second}
-	go proxy.Serve(ln)
-	defer proxy.Close()
-	base := "http://" + ln.Addr().String()
-	fmt.Printf("{\"msg\":\"Listening\",\"addr\":%q}\n", ln.Addr().String())
 	fmt.Printf(`
-VelvetRope is running: control plane, operator, MongoDB test bed, and redeemers following the operator's Deployments.
+VelvetRope is running on a real Kubernetes node: the operator (installed with the Helm chart) and each campaign's redeemer fleet as pods.
 
   Redeem:   curl -i -X POST %[1]s/invitations/twitter-reg1 -H 'Content-Type: application/json' -d '{"email":"player@example.com"}'
-  Page:     %[1]s/invitations/twitter-reg1   (open it in a browser)
-  Watch:    %[2]s --kubeconfig %[3]s get inv -w
-  Mail:     %[4]s/*.eml
-  Metrics:  %[1]s/metrics   (one redeemer's)
-  Logs:     %[5]s
+  Page:     %[1]s/invitations/twitter-reg1   (open it in a browser on this machine)
+  Others:   %[2]s/invitations/telegram-test   %[3]s/invitations/instagram-hello
+  Watch:    %[4]s --kubeconfig %[5]s get inv -w
+  Pods:     %[4]s --kubeconfig %[5]s get pods -A
+  Mail:     %[6]s/*.eml
 
-Ctrl-C stops everything; the state stays in %[6]s (make dev-reset wipes it).
-`, base, kubectl, kubeconfig, filepath.Join(dir, "mail"), managerLog.Name(), dir)
+Each URL is the campaign's Service (ClusterIP, routed to this machine's node bridge).
+Ctrl-C stops everything and removes what the node made; MongoDB data and mail stay in %[7]s (make dev-reset wipes them).
+`, urls["twitter"], urls["telegram"], urls["instagram"], n.Kubectl, kubeconfig, mailDir, dir)
 
 	<-ctx.Done()
 	say("Stopping…")
 	return nil
+}
+
+// waitReady waits until the campaign's Deployment has a Ready pod.
+func waitReady(ctx context.Context, p *node.Platform, campaign string) error {
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		d, err := p.Client.AppsV1().Deployments("default").Get(ctx, "velvetrope-"+campaign, metav1.GetOptions{})
+		if err == nil && ready(d) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("fleet %s not Ready within 3 minutes", campaign)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func ready(d *appsv1.Deployment) bool {
+	return d.Status.ReadyReplicas > 0 && d.Status.UpdatedReplicas == d.Status.Replicas
 }

@@ -71,16 +71,14 @@ func waitFleetReady(t *testing.T, ctx context.Context, ns, campaign string, read
 	return d
 }
 
-// serviceURL is http://<ClusterIP> of the campaign's Service (kube-proxy
-// routes it to the fleet's pods; the node routes the Service range to its
-// bridge, so the address never leaves this machine).
+// serviceURL is the campaign Service's URL, once it answers.
 func serviceURL(t *testing.T, ctx context.Context, ns, campaign string) string {
 	t.Helper()
-	svc, err := platform.Client.CoreV1().Services(ns).Get(ctx, "velvetrope-"+campaign, metav1.GetOptions{})
+	url, err := platform.ServiceURL(ctx, ns, campaign)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v\n%s", err, platform.Describe(ctx, ns))
 	}
-	return "http://" + svc.Spec.ClusterIP
+	return url
 }
 
 // eventually polls cond every 250ms until it holds or timeout passes.

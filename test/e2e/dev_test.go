@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"net/http"
 	"os"
 	"os/exec"
@@ -12,49 +13,87 @@ import (
 	"time"
 
 	"github.com/velvetrope/velvetrope/internal/testbed"
+	"github.com/velvetrope/velvetrope/internal/testbed/node"
 )
 
-// TestDevPlatform runs `make dev`'s program as a person would: the printed
-// curl redeems twitter-reg1 through the proxy, kubectl shows Used rising, a
-// mail file appears, and Ctrl-C stops everything cleanly.
+// TestDevPlatform runs `make dev`'s program as a person would: it starts the
+// real node, the printed curl redeems twitter-reg1 through the campaign's
+// Service, kubectl shows Used rising and the fleet's pods Running, a mail
+// file appears, and Ctrl-C stops everything and removes what the node made.
 func TestDevPlatform(t *testing.T) {
 	dir := t.TempDir()
 	bin, err := testbed.Build("./hack/dev", t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := testbed.StartProcess(bin, []string{"--dir", dir, "--listen", "127.0.0.1:0"})
+	cmd := exec.Command(bin, "--dir", dir)
+	logFile, err := os.Create(filepath.Join(t.TempDir(), "dev.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer logFile.Close()
+	cmd.Stderr = logFile
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	printed := make(chan string, 64)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			printed <- sc.Text()
+		}
+		close(printed)
+	}()
+	go func() { exited <- cmd.Wait() }()
 	defer func() {
-		p.Kill()
+		cmd.Process.Kill()
 		if t.Failed() {
-			t.Logf("make dev output:\n%s", tail(p.Logs(), 4000))
+			b, _ := os.ReadFile(logFile.Name())
+			t.Logf("make dev output:\n%s", tail(string(b), 4000))
 		}
 	}()
-	base := "http://" + p.Addr
 
-	deadline := time.Now().Add(60 * time.Second) // the operator creates the fleet, the stand-in kubelet starts it
-	for {
-		resp, err := http.Post(base+"/invitations/twitter-reg1", "application/json", strings.NewReader(`{"email":"dev.player@example.com"}`))
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusCreated {
-				break
+	var out strings.Builder
+	curl := regexp.MustCompile(`curl -i -X POST (http://\S+)/invitations/twitter-reg1`)
+	timeout := time.After(8 * time.Minute) // a first run builds the node's binaries
+	var base string
+	for base == "" {
+		select {
+		case line, ok := <-printed:
+			if !ok {
+				t.Fatalf("make dev ended before printing the curl:\n%s", out.String())
 			}
+			out.WriteString(line + "\n")
+			if m := curl.FindStringSubmatch(line); m != nil {
+				base = m[1]
+			}
+		case <-timeout:
+			t.Fatalf("make dev printed no curl within 8 minutes:\n%s", out.String())
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no redemption through the proxy within 60s (last: %v %v)", resp, err)
-		}
-		time.Sleep(500 * time.Millisecond)
+	}
+	for len(printed) > 0 || !strings.Contains(out.String(), "Mail:") {
+		out.WriteString(<-printed + "\n")
 	}
 
-	kubectl := regexp.MustCompile(`(\S+/kubectl) --kubeconfig (\S+) get inv -w`).FindStringSubmatch(p.Logs())
-	if kubectl == nil {
-		t.Fatal("the printed instructions lack the kubectl line")
+	resp, err := http.Post(base+"/invitations/twitter-reg1", "application/json", strings.NewReader(`{"email":"dev.player@example.com"}`))
+	if err != nil {
+		t.Fatal(err)
 	}
-	deadline = time.Now().Add(30 * time.Second)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("the printed curl: %s", resp.Status)
+	}
+
+	kubectl := regexp.MustCompile(`(\S+/kubectl\S*) --kubeconfig (\S+) get inv -w`).FindStringSubmatch(out.String())
+	if kubectl == nil {
+		t.Fatalf("the printed instructions lack the kubectl line:\n%s", out.String())
+	}
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		out, _ := exec.Command(kubectl[1], "--kubeconfig", kubectl[2], "get", "inv", "-n", "default").CombinedOutput()
 		if regexp.MustCompile(`(?m)^twitter-reg1\s+twitter-reg1\s+1000\s+1\s+Active\s+twitter\s`).Match(out) {
@@ -64,6 +103,10 @@ func TestDevPlatform(t *testing.T) {
 			t.Fatalf("kubectl get inv does not show the redemption:\n%s", out)
 		}
 		time.Sleep(500 * time.Millisecond)
+	}
+	pods, _ := exec.Command(kubectl[1], "--kubeconfig", kubectl[2], "get", "pods", "-n", "default", "-l", "app.kubernetes.io/instance=twitter").CombinedOutput()
+	if !regexp.MustCompile(`(?m)^velvetrope-twitter-\S+\s+1/1\s+Running\s`).Match(pods) {
+		t.Errorf("kubectl get pods does not show the twitter fleet Running and Ready:\n%s", pods)
 	}
 
 	deadline = time.Now().Add(30 * time.Second)
@@ -77,13 +120,21 @@ func TestDevPlatform(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 
-	if err := p.Cmd.Process.Signal(syscall.SIGINT); err != nil {
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.Wait(60 * time.Second); err != nil {
-		t.Fatalf("make dev did not stop cleanly on Ctrl-C: %v", err)
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("make dev did not stop cleanly on Ctrl-C: %v", err)
+		}
+	case <-time.After(90 * time.Second):
+		t.Fatal("make dev did not stop within 90s of Ctrl-C")
 	}
-	if _, err := os.Stat(filepath.Join(dir, "etcd")); err != nil {
-		t.Errorf("the control plane's data is not kept: %v", err)
+	if _, err := os.Stat(filepath.Join(dir, "ferretdb")); err != nil {
+		t.Errorf("the MongoDB data is not kept: %v", err)
+	}
+	if _, err := os.Stat(node.RunDir); err == nil {
+		t.Errorf("Ctrl-C left the node's %s behind", node.RunDir)
 	}
 }

@@ -80,7 +80,7 @@ func Start(ctx context.Context, opts Options) (n *Node, err error) {
 	if n.log == nil {
 		n.log = func(string, ...any) {}
 	}
-	if n.lock, err = lock(); err != nil {
+	if n.lock, err = lock(ctx, n.log); err != nil {
 		return nil, err
 	}
 	defer func() {
@@ -148,18 +148,31 @@ func Check() error {
 
 const cniBinDir = "/usr/lib/cni"
 
-// lock takes the machine-wide node lock; the kernel drops it when this
-// process ends, however it ends.
-func lock() (*os.File, error) {
+// lock takes the machine-wide node lock, waiting (up to 20 minutes) while
+// another node runs: go test runs packages in parallel, and two use a node.
+// The kernel drops the lock when this process ends, however it ends.
+func lock(ctx context.Context, log func(string, ...any)) (*os.File, error) {
 	f, err := os.OpenFile(RunDir+".lock", os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		return nil, err
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("node: another test-bed node runs on this machine (%s is locked): stop it first (make dev, or a make test run)", f.Name())
+	deadline := time.Now().Add(20 * time.Minute)
+	for i := 0; ; i++ {
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err == nil {
+			return f, nil
+		}
+		if i == 0 {
+			log("Another test-bed node runs on this machine (%s is locked); waiting for it to stop…", f.Name())
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			f.Close()
+			return nil, fmt.Errorf("node: another test-bed node still runs on this machine (%s is locked): stop it first (make dev, or a make test run)", f.Name())
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
 	}
-	return f, nil
 }
 
 // network makes the bridge pods attach to (the CNI bridge plugin then uses

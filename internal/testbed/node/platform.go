@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -172,4 +173,26 @@ func merge(a, b map[string]any) map[string]any {
 		a[k] = v
 	}
 	return a
+}
+
+// ServiceURL returns http://<ClusterIP> of a campaign's fleet Service once a
+// request through it reaches a ready redeemer (kube-proxy has programmed
+// its endpoints). The node routes the Service range to its bridge, so the
+// address never leaves this machine.
+func (p *Platform) ServiceURL(ctx context.Context, ns, campaign string) (string, error) {
+	svc, err := p.Client.CoreV1().Services(ns).Get(ctx, "velvetrope-"+campaign, metav1.GetOptions{})
+	if err != nil {
+		return "", err
+	}
+	url := "http://" + svc.Spec.ClusterIP
+	client := &http.Client{Timeout: 2 * time.Second}
+	err = poll(ctx, 60*time.Second, "Service velvetrope-"+campaign+" answering", func() (bool, error) {
+		resp, err := client.Get(url + "/readyz")
+		if err != nil {
+			return false, nil
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, nil
+	})
+	return url, err
 }
