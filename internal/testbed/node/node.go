@@ -62,7 +62,7 @@ type Node struct {
 	Client     kubernetes.Interface
 	Kubectl    string
 
-	procs       []*exec.Cmd
+	procs       []proc
 	lock        *os.File
 	bins        map[string]string
 	kubeconfigs map[string]string // by component
@@ -220,9 +220,16 @@ func (n *Node) start(name string, args ...string) error {
 	if err := cmd.Start(); err != nil {
 		return err
 	}
-	n.procs = append(n.procs, cmd)
-	go cmd.Wait()
+	p := proc{cmd: cmd, exited: make(chan struct{})}
+	n.procs = append(n.procs, p)
+	go func() { cmd.Wait(); close(p.exited) }()
 	return nil
+}
+
+// proc is a component this node started.
+type proc struct {
+	cmd    *exec.Cmd
+	exited chan struct{}
 }
 
 // Logs returns the tail of a component's log, for failure messages.
@@ -412,12 +419,13 @@ func (n *Node) waitReady(ctx context.Context) error {
 // Stop stops every component, then removes all it made.
 func (n *Node) Stop() {
 	for i := len(n.procs) - 1; i >= 0; i-- {
-		n.procs[i].Process.Signal(syscall.SIGTERM)
+		n.procs[i].cmd.Process.Signal(syscall.SIGTERM)
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	timeout := time.After(10 * time.Second)
 	for _, p := range n.procs {
-		for p.ProcessState == nil && syscall.Kill(p.Process.Pid, 0) == nil && time.Now().Before(deadline) {
-			time.Sleep(50 * time.Millisecond)
+		select {
+		case <-p.exited:
+		case <-timeout:
 		}
 	}
 	if err := cleanup(n.log); err != nil {

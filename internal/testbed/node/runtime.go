@@ -176,3 +176,9 @@ func (n *Node) ImportImage(tar string) error {
 	}
 	return nil
 }
+
+// RuntimeCmd runs ctr against the node's containerd, in the namespace the
+// kubelet uses (for fault injection: killing a container as the runtime).
+func (n *Node) RuntimeCmd(args ...string) *exec.Cmd {
+	return exec.Command("ctr", append([]string{"--address", n.socket(), "-n", "k8s.io"}, args...)...)
+}
