@@ -41,7 +41,7 @@ vet: ## Run go vet on both modules.
 	cd hack/tools && $(GO) vet ./...
 
 .PHONY: test
-test: fmt-check vet verify-generated testbed envtest node ## Run every test against real servers (FerretDB, envtest control plane), with the race detector.
+test: fmt-check vet verify-generated testbed node ## Run every test against real servers (FerretDB, envtest control plane), with the race detector.
 	$(GO) test -race -count=1 -timeout 30m ./...
 
 .PHONY: fuzz
@@ -81,7 +81,7 @@ envtest: ## Build the envtest control plane (etcd, kube-apiserver, kubectl; ~10 
 	$(GO) run ./hack/envtest
 
 .PHONY: node
-node: ## Build the real node's binaries too (kubelet, kube-controller-manager, kube-scheduler, kube-proxy; cached in bin/).
+node: ## Build every Kubernetes binary in one go build: the envtest control plane and the real node (kubelet, kube-controller-manager, kube-scheduler, kube-proxy; cached in bin/).
 	$(GO) run ./hack/envtest --node >/dev/null
 
 .PHONY: run

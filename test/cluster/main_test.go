@@ -49,6 +49,9 @@ func TestMain(m *testing.M) {
 			Namespaces: []string{"default"},
 			MailEnv: map[string]string{"SMTP_HOST": node.HostIP, "SMTP_PORT": fmt.Sprint(smtp.Port()), "SMTP_TLS": "none",
 				"MAIL_TOKEN_KEY": "cluster-e2e-token-key-0123456789abcdef"},
+			// Small pods: the node has two cores, and every campaign's
+			// fleet has two pods.
+			Values: map[string]any{"fleet": map[string]any{"resources": map[string]any{"requests": map[string]any{"cpu": "50m"}}}},
 		})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)

@@ -29,6 +29,11 @@ func TestSamplesRunAsPods(t *testing.T) {
 	if out, err := platform.KubectlCmd("apply", "-n", "default", "-k", root+"/config/samples").CombinedOutput(); err != nil {
 		t.Fatalf("kubectl apply: %v\n%s", err, out)
 	}
+	t.Cleanup(func() {
+		for _, c := range [][2]string{{"twitter-reg1", "twitter"}, {"telegram-test", "telegram"}, {"instagram-hello", "instagram"}} {
+			deleteCampaign(t, c[0], c[1])
+		}
+	})
 	for _, campaign := range []string{"twitter", "telegram", "instagram"} {
 		waitFleetReady(t, ctx, "default", campaign, 2)
 	}
