@@ -49,6 +49,11 @@ type Config struct {
 	MaxBackoff time.Duration
 	// Timeout bounds one attempt [30s].
 	Timeout time.Duration
+	// ForwardedFor, when set, gives request i an X-Forwarded-For address,
+	// as a proxy in front of the redeemers (an ingress controller) would:
+	// many players from one test client. The redeemers must trust the
+	// client's address as a proxy (--trusted-proxies).
+	ForwardedFor func(i int) string
 	// Progress, when set, is called about twice a second.
 	Progress func(Progress)
 }
@@ -200,7 +205,11 @@ func send(ctx context.Context, c *http.Client, cfg Config, i int, code, email st
 	body, _ := json.Marshal(map[string]string{"email": email})
 	for attempts = 1; ; attempts++ {
 		var retryAfter time.Duration
-		status, retryAfter = post(ctx, c, cfg.Route(i)+"/invitations/"+code, body, cfg.Page)
+		forwarded := ""
+		if cfg.ForwardedFor != nil {
+			forwarded = cfg.ForwardedFor(i)
+		}
+		status, retryAfter = post(ctx, c, cfg.Route(i)+"/invitations/"+code, body, cfg.Page, forwarded)
 		retryable := status == 0 || status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable
 		if !retryable || attempts > cfg.Retries || ctx.Err() != nil {
 			return status, attempts
@@ -215,7 +224,7 @@ func send(ctx context.Context, c *http.Client, cfg Config, i int, code, email st
 }
 
 // post sends the redemption (or, for page, a GET of the landing page).
-func post(ctx context.Context, c *http.Client, url string, body []byte, page bool) (int, time.Duration) {
+func post(ctx context.Context, c *http.Client, url string, body []byte, page bool, forwarded string) (int, time.Duration) {
 	// Requests outlive the run's deadline: an answer already on its way is
 	// part of the result.
 	method, reader := http.MethodPost, io.Reader(bytes.NewReader(body))
@@ -225,6 +234,9 @@ func post(ctx context.Context, c *http.Client, url string, body []byte, page boo
 	req, err := http.NewRequestWithContext(context.WithoutCancel(ctx), method, url, reader)
 	if err != nil {
 		return 0, 0
+	}
+	if forwarded != "" {
+		req.Header.Set("X-Forwarded-For", forwarded)
 	}
 	if page {
 		req.Header.Set("Accept", "text/html,application/xhtml+xml,*/*;q=0.8")

@@ -51,7 +51,11 @@ func TestMain(m *testing.M) {
 				"MAIL_TOKEN_KEY": "cluster-e2e-token-key-0123456789abcdef"},
 			// Small pods: the node has two cores, and every campaign's
 			// fleet has two pods.
-			Values: map[string]any{"fleet": map[string]any{"resources": map[string]any{"requests": map[string]any{"cpu": "50m"}}}},
+			// The host is the players' proxy (as an ingress controller
+			// would be): the crowds send X-Forwarded-For.
+			Values: map[string]any{"fleet": map[string]any{
+				"resources":      map[string]any{"requests": map[string]any{"cpu": "50m"}},
+				"trustedProxies": []any{node.HostIP + "/32"}}},
 		})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)

@@ -59,19 +59,25 @@ func deleteCampaign(t *testing.T, code, name string) {
 	})
 }
 
-// storm sends a bounded crowd (at most d, at most 100k requests, each
-// email new) to code through url while during runs, and returns what the
-// crowd saw once during has returned and the crowd ended.
-func storm(t *testing.T, url, code string, d time.Duration, during func()) loadgen.Result {
+// storm sends a bounded crowd to code through url while during runs: rate
+// requests a second (open loop), each from a player of its own (a distinct
+// X-Forwarded-For, the host being the trusted proxy as an ingress
+// controller would be), at most 120 s and 48,000 requests. It returns what
+// the crowd saw once during has returned and every answer is in.
+func storm(t *testing.T, url, code string, rate float64, during func()) loadgen.Result {
 	t.Helper()
+	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan loadgen.Result, 1)
 	go func() {
-		done <- loadgen.Run(context.Background(), loadgen.Config{
-			Targets: []string{url}, Codes: []string{code}, Requests: 100_000, Duration: d, Concurrency: 16,
-			Email: func(i int) string { return fmt.Sprintf("%s.player%d@example.com", code, i) }, Timeout: 10 * time.Second,
+		done <- loadgen.Run(ctx, loadgen.Config{
+			Targets: []string{url}, Codes: []string{code}, Requests: 48_000, Duration: 120 * time.Second,
+			Rate: rate, Concurrency: 64, Timeout: 10 * time.Second,
+			Email:        func(i int) string { return fmt.Sprintf("%s.player%d@example.com", code, i) },
+			ForwardedFor: func(i int) string { return fmt.Sprintf("198.18.%d.%d", i/250%250, i%250+1) },
 		})
 	}()
 	during()
+	stop()
 	return <-done
 }
 
@@ -111,8 +117,11 @@ func TestRollingUpdateUnderStorm(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res := storm(t, url, "rollout-1", 90*time.Second, func() {
+	// 50 players a second: the code's 1000 places last through the rollout.
+	upgraded := time.Now()
+	res := storm(t, url, "rollout-1", 50, func() {
 		time.Sleep(2 * time.Second)
+		upgraded = time.Now()
 		if err := platform.Upgrade(ctx, map[string]any{"image": map[string]any{"tag": "2"}}); err != nil {
 			t.Errorf("helm upgrade: %v", err)
 			return
@@ -128,6 +137,9 @@ func TestRollingUpdateUnderStorm(t *testing.T) {
 	if n := failed(res); n > 0 {
 		t.Errorf("%d requests failed during the rolling update (%s)", n, res.StatusSummary())
 	}
+	if rolled := time.Since(upgraded); res.LastCreated["rollout-1"] < res.Duration-rolled {
+		t.Errorf("the last redemption came back %v into the crowd, before the upgrade began %v in: the rollout saw no redemptions", res.LastCreated["rollout-1"], res.Duration-rolled)
+	}
 }
 
 // TestFleetPodKilledMidStorm kills a fleet pod's container through the
@@ -137,10 +149,14 @@ func TestRollingUpdateUnderStorm(t *testing.T) {
 func TestFleetPodKilledMidStorm(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	url := campaign(t, ctx, "crash-1", "crash", 500)
+	url := campaign(t, ctx, "crash-1", "crash", 1000)
 	var victim corev1.Pod
-	res := storm(t, url, "crash-1", 20*time.Second, func() {
-		time.Sleep(3 * time.Second)
+	var killed time.Duration
+	start := time.Now()
+	// 200 players a second: the kill lands with most places still free.
+	res := storm(t, url, "crash-1", 200, func() {
+		time.Sleep(1500 * time.Millisecond)
+		killed = time.Since(start)
 		pods, err := platform.Client.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "velvetrope.io/campaign=crash"})
 		if err != nil || len(pods.Items) == 0 {
 			t.Errorf("no pods of the crash fleet: %v", err)
@@ -151,8 +167,12 @@ func TestFleetPodKilledMidStorm(t *testing.T) {
 		if out, err := platform.RuntimeCmd("tasks", "kill", "--signal", "SIGKILL", id).CombinedOutput(); err != nil {
 			t.Errorf("killing container %s: %v\n%s", id, err, out)
 		}
+		time.Sleep(5 * time.Second)
 	})
 	audit(t, "crash-1", res)
+	if res.LastCreated["crash-1"] < killed {
+		t.Errorf("no redemption came back after the kill (%v in; last 201 at %v): the kill was not mid-storm", killed, res.LastCreated["crash-1"])
+	}
 	eventually(t, 60*time.Second, "the kubelet restarted the killed container", func() (bool, string) {
 		p, err := platform.Client.CoreV1().Pods("default").Get(ctx, victim.Name, metav1.GetOptions{})
 		if err != nil {
