@@ -21,17 +21,28 @@ import (
 // waits until its fleet serves, and returns the Service URL. When the test
 // ends it deletes the Invitation and checks that Kubernetes removes the
 // campaign's fleet (Deployment, Service, HPA, PDB) with it.
-func campaign(t *testing.T, ctx context.Context, code, name string, maxUses int) string {
+// extra spec fields are added as YAML ("paused: true").
+func campaign(t *testing.T, ctx context.Context, code, name string, maxUses int, extra ...string) string {
 	t.Helper()
-	yaml := fmt.Sprintf("apiVersion: velvetrope.io/v1alpha1\nkind: Invitation\nmetadata: {name: %s, namespace: default}\nspec: {maxUses: %d, campaign: %s}\n", code, maxUses, name)
+	apply(t, code, name, maxUses, extra...)
+	t.Cleanup(func() { deleteCampaign(t, code, name) })
+	waitFleetReady(t, ctx, "default", name, 2)
+	return serviceURL(t, ctx, "default", name)
+}
+
+// apply applies the Invitation code in campaign name with kubectl.
+func apply(t *testing.T, code, name string, maxUses int, extra ...string) {
+	t.Helper()
+	spec := fmt.Sprintf("maxUses: %d, campaign: %s", maxUses, name)
+	for _, e := range extra {
+		spec += ", " + e
+	}
+	yaml := fmt.Sprintf("apiVersion: velvetrope.io/v1alpha1\nkind: Invitation\nmetadata: {name: %s, namespace: default}\nspec: {%s}\n", code, spec)
 	cmd := platform.KubectlCmd("apply", "-f", "-")
 	cmd.Stdin = strings.NewReader(yaml)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("kubectl apply: %v\n%s", err, out)
 	}
-	t.Cleanup(func() { deleteCampaign(t, code, name) })
-	waitFleetReady(t, ctx, "default", name, 2)
-	return serviceURL(t, ctx, "default", name)
 }
 
 func deleteCampaign(t *testing.T, code, name string) {
