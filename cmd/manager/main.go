@@ -53,7 +53,7 @@ func run(args []string) error {
 		memRequest    = fs.String("fleet-memory-request", "64Mi", "redeemer memory request")
 		memLimit      = fs.String("fleet-memory-limit", "256Mi", "redeemer memory limit")
 	)
-	fs.StringVar(&fleet.Image, "redeemer-image", "ghcr.io/velvetrope/velvetrope:"+version, "image of the redeemer fleets")
+	fs.StringVar(&fleet.Image, "redeemer-image", "", "image of the redeemer fleets; empty: the manager's own image, read from its Pod (POD_NAME, POD_NAMESPACE)")
 	fs.StringVar(&fleet.MongoSecretName, "mongodb-secret-name", "velvetrope-mongodb", "Secret in each campaign's namespace holding the MongoDB URI for redeemers")
 	fs.StringVar(&fleet.MongoSecretKey, "mongodb-secret-key", "uri", "key of that Secret")
 	fs.StringVar(&fleet.TrustedProxies, "fleet-trusted-proxies", "", "comma-separated CIDRs of the proxies in front of the fleets (the ingress controller's pods), whose X-Forwarded-For the redeemers believe; empty: none, so behind a proxy every player shares its rate-limit bucket")
@@ -104,7 +104,18 @@ func run(args []string) error {
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(v1alpha1.AddToScheme(scheme))
 
-	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
+	restConfig := ctrl.GetConfigOrDie()
+	if fleet.Image == "" {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		image, err := ownImage(ctx, restConfig)
+		cancel()
+		if err != nil {
+			return err
+		}
+		fleet.Image = image
+		log.Info("Fleets run the manager's own image", "image", fleet.Image)
+	}
+	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: *metricsAddr},
 		HealthProbeBindAddress: *probeAddr,

@@ -99,9 +99,19 @@ func (p *Platform) Upgrade(ctx context.Context, values map[string]any) error {
 	}
 	up := action.NewUpgrade(p.helm)
 	up.Namespace, up.ReuseValues, up.Wait, up.Timeout = p.Namespace, true, true, 3*time.Minute
-	_, err = up.RunWithContext(ctx, p.Release, ch, values)
+	rel, err := up.RunWithContext(ctx, p.Release, ch, values)
+	if err == nil {
+		if image, ok := rel.Config["image"].(map[string]any); ok {
+			if tag, ok := image["tag"].(string); ok {
+				p.Image = imageRepository + ":" + tag
+			}
+		}
+	}
 	return err
 }
+
+// Helm is the Helm SDK configuration of the release, for other actions.
+func (p *Platform) Helm() *action.Configuration { return p.helm }
 
 func (p *Platform) chart() (*chart.Chart, error) {
 	root, err := testbed.ModuleRoot()
