@@ -3,7 +3,6 @@ package cluster
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -107,13 +106,5 @@ func TestOperatorRollingRestartLosesNothing(t *testing.T) {
 			fmt.Sprintf("last edit maxUses %d; MongoDB: %v; status: %s; leader %q, before %q", maxUses, got, out, now, before)
 	})
 	t.Logf("%d edits during the handover; leader %s -> %s", 100-maxUses, before, leader())
-	url := serviceURL(t, ctx, "default", "handover")
-	resp, err := http.Post(url+"/invitations/handover-2", "application/json", strings.NewReader(`{"email":"handover.player@example.com"}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		t.Errorf("the code applied during the handover: %s", resp.Status)
-	}
+	redeem(t, serviceURL(t, ctx, "default", "handover"), "handover-2", "handover.player@example.com")
 }

@@ -37,15 +37,7 @@ func TestSamplesRunAsPods(t *testing.T) {
 	for _, campaign := range []string{"twitter", "telegram", "instagram"} {
 		waitFleetReady(t, ctx, "default", campaign, 2)
 	}
-	base := serviceURL(t, ctx, "default", "twitter")
-	resp, err := http.Post(base+"/invitations/twitter-reg1", "application/json", strings.NewReader(`{"email":"node.player@example.com"}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		t.Fatalf("redeem through the Service: %s", resp.Status)
-	}
+	redeem(t, serviceURL(t, ctx, "default", "twitter"), "twitter-reg1", "node.player@example.com")
 	eventually(t, 30*time.Second, "kubectl get inv shows the redemption", func() (bool, string) {
 		out, _ := platform.KubectlCmd("get", "inv", "-n", "default").CombinedOutput()
 		return regexp.MustCompile(`(?m)^twitter-reg1\s+twitter-reg1\s+1000\s+1\s+Active\s`).Match(out), string(out)
@@ -84,6 +76,19 @@ func serviceURL(t *testing.T, ctx context.Context, ns, campaign string) string {
 		t.Fatalf("%v\n%s", err, platform.Describe(ctx, ns))
 	}
 	return url
+}
+
+// redeem posts one redemption and expects 201 Created.
+func redeem(t *testing.T, url, code, email string) {
+	t.Helper()
+	resp, err := http.Post(url+"/invitations/"+code, "application/json", strings.NewReader(`{"email":"`+email+`"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("redeem %s through %s: %s", code, url, resp.Status)
+	}
 }
 
 // eventually polls cond every 250ms until it holds or timeout passes.

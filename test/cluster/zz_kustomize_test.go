@@ -7,7 +7,6 @@ package cluster
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -55,12 +54,5 @@ func TestKustomizeInstall(t *testing.T) {
 	if image := d.Spec.Template.Spec.Containers[0].Image; image != platform.Image {
 		t.Errorf("the fleet runs %s, not the image kustomize set (%s)", image, platform.Image)
 	}
-	resp, err := http.Post(url+"/invitations/kustomize-1", "application/json", strings.NewReader(`{"email":"kustomize.player@example.com"}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		t.Errorf("redeem through the kustomize-installed operator's fleet: %s", resp.Status)
-	}
+	redeem(t, url, "kustomize-1", "kustomize.player@example.com")
 }
