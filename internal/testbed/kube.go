@@ -42,8 +42,8 @@ func EnvtestAssets() (string, error) {
 	return dir, nil
 }
 
-// NodeBinaries returns the paths of the real node's Kubernetes binaries and
-// etcd by name, building the missing ones (the Kubernetes ones in one go
+// NodeBinaries returns the paths of the real node's Kubernetes binaries,
+// etcd and metrics-server by name, building the missing ones (the Kubernetes ones in one go
 // build) and caching them in bin/.
 func NodeBinaries() (map[string]string, error) {
 	etcd, err := etcdTool.binary()
@@ -55,7 +55,11 @@ func NodeBinaries() (map[string]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := map[string]string{"etcd": etcd}
+	metricsServer, err := metricsServerTool.binary()
+	if err != nil {
+		return nil, err
+	}
+	m := map[string]string{"etcd": etcd, "metrics-server": metricsServer}
 	for i, t := range tools {
 		m[t.name] = bins[i]
 	}

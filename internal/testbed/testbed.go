@@ -49,6 +49,7 @@ var (
 	kubeVersionFlags  = []string{"k8s.io/component-base/version.gitVersion=%s", "k8s.io/client-go/pkg/version.gitVersion=%s"}
 	kubeAPIServerTool = tool{name: "kube-apiserver", dir: "kube", module: "k8s.io/kubernetes", ldflags: kubeVersionFlags}
 	kubectlTool       = tool{name: "kubectl", dir: "kube", module: "k8s.io/kubernetes", ldflags: kubeVersionFlags}
+	metricsServerTool = tool{name: "metrics-server", dir: "metrics-server", module: "sigs.k8s.io/metrics-server"}
 	// The real node's binaries, built together in one go build (they share
 	// most of their packages).
 	nodeTools = []tool{

@@ -9,6 +9,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/velvetrope/velvetrope/internal/loadgen"
 	"github.com/velvetrope/velvetrope/internal/mongostore"
 )
 
@@ -32,6 +33,49 @@ func TestPrescaleFloorBeforeLaunch(t *testing.T) {
 		}
 		return hpa.Spec.MinReplicas != nil && *hpa.Spec.MinReplicas == 3 && d.Status.ReadyReplicas == 3,
 			fmt.Sprintf("HPA min %v, Deployment %+v\n%s", hpa.Spec.MinReplicas, d.Status, platform.Describe(ctx, "default"))
+	})
+}
+
+// TestCPUScaleOut: players opening a campaign's landing page keep its two
+// pods (50m CPU requested each) above the HPA's 60 % target, as measured by
+// metrics-server from the kubelet; the HPA adds pods, which the scheduler
+// and kubelet run. The crowd stops once it has, at the latest after 150 s.
+func TestCPUScaleOut(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	url := campaign(t, ctx, "cpu-1", "cpu", 1000)
+	load, stop := context.WithCancel(ctx)
+	done := make(chan loadgen.Result, 1)
+	go func() {
+		done <- loadgen.Run(load, loadgen.Config{Targets: []string{url}, Codes: []string{"cpu-1"}, Page: true,
+			Requests: 60_000, Duration: 150 * time.Second, Rate: 400, Concurrency: 32, Timeout: 10 * time.Second,
+			Email:        func(i int) string { return "" },
+			ForwardedFor: func(i int) string { return fmt.Sprintf("198.19.%d.%d", i/250%250, i%250+1) }})
+	}()
+	var detail string
+	deadline := time.Now().Add(150 * time.Second)
+	for scaled := false; !scaled; {
+		hpa, err := platform.Client.AutoscalingV2().HorizontalPodAutoscalers("default").Get(ctx, "velvetrope-cpu", metav1.GetOptions{})
+		if err == nil {
+			scaled = hpa.Status.DesiredReplicas > 2
+			detail = fmt.Sprintf("HPA status %+v", hpa.Status)
+		}
+		if !scaled && time.Now().After(deadline) {
+			stop()
+			<-done
+			t.Fatalf("no scale-out within 150 s of load: %s\n%s", detail, platform.Describe(ctx, "default"))
+		}
+		time.Sleep(time.Second)
+	}
+	stop()
+	res := <-done
+	t.Logf("scaled out after %v of %d page views (%.0f/s): %s", res.Duration.Round(time.Second), len(res.Outcomes), res.RPS(), detail)
+	eventually(t, 90*time.Second, "the added pods Ready", func() (bool, string) {
+		d, err := platform.Client.AppsV1().Deployments("default").Get(ctx, "velvetrope-cpu", metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		return d.Status.ReadyReplicas > 2, fmt.Sprintf("%+v", d.Status)
 	})
 }
 

@@ -261,6 +261,12 @@ func (n *Node) controlPlane(ctx context.Context, data string) error {
 	if err != nil {
 		return err
 	}
+	// The aggregation layer (metrics-server's metrics.k8s.io): the API
+	// server proxies to it as front-proxy-client.
+	proxyCert, proxyKey, err := p.issue("front-proxy-client", "front-proxy-client", nil, nil)
+	if err != nil {
+		return err
+	}
 	saKey, saPub, err := p.serviceAccountKey()
 	if err != nil {
 		return err
@@ -273,6 +279,9 @@ func (n *Node) controlPlane(ctx context.Context, data string) error {
 		"kube-scheduler":          {"system:kube-scheduler", []string(nil)},
 		"kube-proxy":              {"system:kube-proxy", []string(nil)},
 		"kubelet":                 {"system:node:" + Name, []string{"system:nodes"}},
+		// Test infrastructure rather than the product: full rights keep its
+		// setup to one certificate (it reads kubelets and serves an API).
+		"metrics-server": {"metrics-server", []string{"system:masters"}},
 	}
 	kubeconfigs := map[string]string{}
 	for name, id := range identities {
@@ -317,6 +326,10 @@ func (n *Node) controlPlane(ctx context.Context, data string) error {
 		"--service-cluster-ip-range", ServiceCIDR,
 		"--kubelet-client-certificate", kcCert, "--kubelet-client-key", kcKey,
 		"--allow-privileged=true",
+		"--requestheader-client-ca-file", p.caFile(), "--requestheader-allowed-names", "front-proxy-client",
+		"--requestheader-username-headers", "X-Remote-User", "--requestheader-group-headers", "X-Remote-Group",
+		"--requestheader-extra-headers-prefix", "X-Remote-Extra-",
+		"--proxy-client-cert-file", proxyCert, "--proxy-client-key-file", proxyKey, "--enable-aggregator-routing=true",
 		"--profiling=false"); err != nil {
 		return err
 	}

@@ -158,11 +158,66 @@ func (n *Node) runtime(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return n.start("kube-proxy", "--kubeconfig", n.kubeconfigs["kube-proxy"], "--hostname-override", Name,
+	if err := n.start("kube-proxy", "--kubeconfig", n.kubeconfigs["kube-proxy"], "--hostname-override", Name,
 		"--proxy-mode", "iptables", "--cluster-cidr", PodCIDR, "--nodeport-addresses", HostIP+"/32",
 		"--healthz-bind-address", "127.0.0.1:"+proxyHealthz, "--metrics-bind-address", "127.0.0.1:"+proxyMetrics,
 		// Leave the host's conntrack settings as they are.
-		"--conntrack-max-per-core", "0", "--conntrack-tcp-timeout-established", "0", "--conntrack-tcp-timeout-close-wait", "0")
+		"--conntrack-max-per-core", "0", "--conntrack-tcp-timeout-established", "0", "--conntrack-tcp-timeout-close-wait", "0"); err != nil {
+		return err
+	}
+	return n.metricsServer(ctx)
+}
+
+// metricsAPI registers metrics-server (a process on the host) behind the
+// API server's aggregation layer, as its upstream manifests do for a pod: a
+// Service without selector whose EndpointSlice names the host.
+const metricsAPI = `apiVersion: v1
+kind: Service
+metadata: {name: metrics-server, namespace: kube-system}
+spec:
+  ports: [{name: https, port: 443, targetPort: {{port}}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: metrics-server
+  namespace: kube-system
+  labels: {kubernetes.io/service-name: metrics-server}
+addressType: IPv4
+endpoints: [{addresses: ["{{host}}"]}]
+ports: [{name: https, port: {{port}}, protocol: TCP}]
+---
+apiVersion: apiregistration.k8s.io/v1
+kind: APIService
+metadata: {name: v1beta1.metrics.k8s.io}
+spec:
+  group: metrics.k8s.io
+  version: v1beta1
+  service: {name: metrics-server, namespace: kube-system, port: 443}
+  insecureSkipTLSVerify: true
+  groupPriorityMinimum: 100
+  versionPriority: 100
+`
+
+// metricsServer runs metrics-server, so HPAs scale on real CPU and
+// kubectl top works. It reads the kubelet's /metrics/resource every 15 s.
+func (n *Node) metricsServer(ctx context.Context) error {
+	port, err := freePort(HostIP)
+	if err != nil {
+		return err
+	}
+	kc := n.kubeconfigs["metrics-server"]
+	if err := n.start("metrics-server", "--kubeconfig", kc, "--authentication-kubeconfig", kc, "--authorization-kubeconfig", kc,
+		"--secure-port", port, "--bind-address", HostIP, "--cert-dir", filepath.Join(RunDir, "metrics-server"),
+		"--kubelet-insecure-tls", "--kubelet-use-node-status-port", "--kubelet-preferred-address-types", "InternalIP", "--metric-resolution", "15s"); err != nil {
+		return err
+	}
+	cmd := n.KubectlCmd("apply", "-f", "-")
+	cmd.Stdin = strings.NewReader(render(metricsAPI, map[string]string{"port": port, "host": HostIP}))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("node: registering metrics-server: %v\n%s", err, out)
+	}
+	return nil
 }
 
 func (n *Node) socket() string { return filepath.Join(RunDir, "containerd.sock") }
