@@ -60,7 +60,9 @@ func TestDevPlatform(t *testing.T) {
 
 	var out strings.Builder
 	curl := regexp.MustCompile(`curl -i -X POST (http://\S+)/invitations/twitter-reg1`)
-	timeout := time.After(8 * time.Minute) // a first run builds the node's binaries
+	// A first run builds the node's binaries, and the node waits while
+	// another package's test node runs (one per machine).
+	timeout := time.After(15 * time.Minute)
 	var base string
 	for base == "" {
 		select {
@@ -73,7 +75,7 @@ func TestDevPlatform(t *testing.T) {
 				base = m[1]
 			}
 		case <-timeout:
-			t.Fatalf("make dev printed no curl within 8 minutes:\n%s", out.String())
+			t.Fatalf("make dev printed no curl within 15 minutes:\n%s", out.String())
 		}
 	}
 	for len(printed) > 0 || !strings.Contains(out.String(), "Mail:") {
