@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -150,5 +151,15 @@ func TestOperatorRollingRestartLosesNothing(t *testing.T) {
 			fmt.Sprintf("last edit maxUses %d; MongoDB: %v; status: %s; leader %q, before %q", maxUses, got, out, now, before)
 	})
 	t.Logf("%d edits during the handover; leader %s -> %s", 100-maxUses, before, leader())
-	redeem(t, serviceURL(t, ctx, "default", "handover"), "handover-2", "handover.player@example.com")
+	// Redeemers load a new code within their poll interval (1 s) of its
+	// write; until then it is 404 (and nothing is stored).
+	url := serviceURL(t, ctx, "default", "handover")
+	eventually(t, 10*time.Second, "the code applied during the handover served", func() (bool, string) {
+		resp, err := http.Post(url+"/invitations/handover-2", "application/json", strings.NewReader(`{"email":"handover.player@example.com"}`))
+		if err != nil {
+			return false, err.Error()
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusCreated, resp.Status
+	})
 }

@@ -48,9 +48,6 @@ var RunDir = filepath.Join(os.TempDir(), "velvetrope-node")
 
 // Options configure Start.
 type Options struct {
-	// DataDir keeps the certificates and etcd's data across runs (make dev);
-	// empty means inside RunDir, gone at Stop.
-	DataDir string
 	// Log, when set, hears progress lines.
 	Log func(format string, args ...any)
 }
@@ -98,10 +95,7 @@ func Start(ctx context.Context, opts Options) (n *Node, err error) {
 	}
 	n.bins = bins
 	n.Kubectl = bins["kubectl"]
-	data := opts.DataDir
-	if data == "" {
-		data = filepath.Join(RunDir, "data")
-	}
+	data := filepath.Join(RunDir, "data")
 	for _, d := range []string{RunDir, data, filepath.Join(RunDir, "logs")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, err

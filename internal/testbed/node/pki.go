@@ -23,16 +23,11 @@ type pki struct {
 	key  *ecdsa.PrivateKey
 }
 
-// newPKI loads the CA kept in dir, or makes one (a kept CA lets make dev keep
-// its etcd data, and the kubeconfig a person copied, across runs).
+// newPKI makes a CA in dir.
 func newPKI(dir string) (*pki, error) {
 	p := &pki{dir: dir}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
-	}
-	if cert, key, err := p.load("ca"); err == nil {
-		p.cert, p.key = cert, key
-		return p, nil
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -61,13 +56,10 @@ func newPKI(dir string) (*pki, error) {
 // CAFile is the CA certificate's path.
 func (p *pki) caFile() string { return filepath.Join(p.dir, "ca.crt") }
 
-// issue makes (once) a certificate for a client (user cn in groups orgs)
+// issue makes a certificate for a client (user cn in groups orgs)
 // and/or a server (hosts), and returns its cert and key paths.
 func (p *pki) issue(name, cn string, orgs []string, hosts []string) (certFile, keyFile string, err error) {
 	certFile, keyFile = filepath.Join(p.dir, name+".crt"), filepath.Join(p.dir, name+".key")
-	if _, _, err := p.load(name); err == nil {
-		return certFile, keyFile, nil
-	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return "", "", err
@@ -97,13 +89,10 @@ func (p *pki) issue(name, cn string, orgs []string, hosts []string) (certFile, k
 	return certFile, keyFile, p.save(name, der, key)
 }
 
-// serviceAccountKey makes (once) the key pair that signs service-account
+// serviceAccountKey makes the key pair that signs service-account
 // tokens, and returns the private and public key paths.
 func (p *pki) serviceAccountKey() (private, public string, err error) {
 	private, public = filepath.Join(p.dir, "sa.key"), filepath.Join(p.dir, "sa.pub")
-	if _, err := os.Stat(public); err == nil {
-		return private, public, nil
-	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return "", "", err
@@ -120,28 +109,6 @@ func (p *pki) serviceAccountKey() (private, public string, err error) {
 		return "", "", err
 	}
 	return private, public, os.WriteFile(public, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}), 0o644)
-}
-
-func (p *pki) load(name string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
-	cb, err := os.ReadFile(filepath.Join(p.dir, name+".crt"))
-	if err != nil {
-		return nil, nil, err
-	}
-	kb, err := os.ReadFile(filepath.Join(p.dir, name+".key"))
-	if err != nil {
-		return nil, nil, err
-	}
-	cblock, _ := pem.Decode(cb)
-	kblock, _ := pem.Decode(kb)
-	if cblock == nil || kblock == nil {
-		return nil, nil, os.ErrNotExist
-	}
-	cert, err := x509.ParseCertificate(cblock.Bytes)
-	if err != nil {
-		return nil, nil, err
-	}
-	key, err := x509.ParseECPrivateKey(kblock.Bytes)
-	return cert, key, err
 }
 
 func (p *pki) save(name string, der []byte, key *ecdsa.PrivateKey) error {
