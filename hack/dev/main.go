@@ -17,10 +17,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
-	"time"
-
-	appsv1 "k8s.io/api/apps/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/velvetrope/velvetrope/internal/testbed"
 	"github.com/velvetrope/velvetrope/internal/testbed/node"
@@ -93,11 +89,8 @@ func run(dir string) error {
 	say("Waiting for the campaigns' fleets (the operator's Deployments) to be Ready…")
 	urls := map[string]string{}
 	for _, campaign := range []string{"twitter", "telegram", "instagram"} {
-		if err := waitReady(ctx, p, campaign); err != nil {
-			return fmt.Errorf("%w\n%s", err, n.Describe(ctx, "default"))
-		}
 		if urls[campaign], err = p.ServiceURL(ctx, "default", campaign); err != nil {
-			return err
+			return fmt.Errorf("%w\n%s", err, n.Describe(ctx, "default"))
 		}
 	}
 	fmt.Printf(`
@@ -117,27 +110,4 @@ Ctrl-C stops everything and removes what the node made; MongoDB data and mail st
 	<-ctx.Done()
 	say("Stopping…")
 	return nil
-}
-
-// waitReady waits until the campaign's Deployment has a Ready pod.
-func waitReady(ctx context.Context, p *node.Platform, campaign string) error {
-	deadline := time.Now().Add(3 * time.Minute)
-	for {
-		d, err := p.Client.AppsV1().Deployments("default").Get(ctx, "velvetrope-"+campaign, metav1.GetOptions{})
-		if err == nil && ready(d) {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("fleet %s not Ready within 3 minutes", campaign)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(500 * time.Millisecond):
-		}
-	}
-}
-
-func ready(d *appsv1.Deployment) bool {
-	return d.Status.ReadyReplicas > 0 && d.Status.UpdatedReplicas == d.Status.Replicas
 }

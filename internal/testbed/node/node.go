@@ -185,15 +185,20 @@ func network() error {
 	return nil
 }
 
-// freePort returns a port free on host now.
-func freePort(host string) (string, error) {
-	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		return "", err
+// freePorts returns n distinct ports free on host now (all held open until
+// chosen, so none is handed out twice).
+func freePorts(host string, n int) ([]string, error) {
+	var ports []string
+	for range n {
+		l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+		if err != nil {
+			return nil, err
+		}
+		defer l.Close()
+		_, port, _ := net.SplitHostPort(l.Addr().String())
+		ports = append(ports, port)
 	}
-	defer l.Close()
-	_, port, _ := net.SplitHostPort(l.Addr().String())
-	return port, nil
+	return ports, nil
 }
 
 // start runs a component with its output in logs/<name>.log. It dies with
@@ -240,10 +245,11 @@ func (n *Node) controlPlane(ctx context.Context, data string) error {
 	if err != nil {
 		return err
 	}
-	apiPort, err := freePort(HostIP)
+	hostPorts, err := freePorts(HostIP, 1)
 	if err != nil {
 		return err
 	}
+	apiPort := hostPorts[0]
 	server := "https://" + net.JoinHostPort(HostIP, apiPort)
 	serviceIP := strings.TrimSuffix(ServiceCIDR, "0/24") + "1"
 	apiCert, apiKey, err := p.issue("apiserver", "kube-apiserver", nil,
@@ -292,14 +298,13 @@ func (n *Node) controlPlane(ctx context.Context, data string) error {
 	n.Kubeconfig = kubeconfigs["admin"]
 
 	n.log("etcd and kube-apiserver (etcd data in %s)…", filepath.Join(data, "etcd"))
-	etcdPort, err := freePort("127.0.0.1")
+	// etcd's client and peer ports, the controller-manager's and the
+	// scheduler's.
+	ports, err := freePorts("127.0.0.1", 4)
 	if err != nil {
 		return err
 	}
-	peerPort, err := freePort("127.0.0.1")
-	if err != nil {
-		return err
-	}
+	etcdPort, peerPort := ports[0], ports[1]
 	etcdURL := "http://127.0.0.1:" + etcdPort
 	if err := n.start("etcd", "--data-dir", filepath.Join(data, "etcd"), "--listen-client-urls", etcdURL,
 		"--advertise-client-urls", etcdURL, "--listen-peer-urls", "http://127.0.0.1:"+peerPort,
@@ -341,14 +346,10 @@ func (n *Node) controlPlane(ctx context.Context, data string) error {
 	}
 
 	n.log("kube-controller-manager and kube-scheduler…")
-	for _, c := range []struct{ name, port string }{{"kube-controller-manager", ""}, {"kube-scheduler", ""}} {
-		port, err := freePort("127.0.0.1")
-		if err != nil {
-			return err
-		}
+	for _, c := range []struct{ name, port string }{{"kube-controller-manager", ports[2]}, {"kube-scheduler", ports[3]}} {
 		args := []string{"--kubeconfig", kubeconfigs[c.name],
 			"--authentication-kubeconfig", kubeconfigs[c.name], "--authorization-kubeconfig", kubeconfigs[c.name],
-			"--bind-address", "127.0.0.1", "--secure-port", port, "--leader-elect=false"}
+			"--bind-address", "127.0.0.1", "--secure-port", c.port, "--leader-elect=false"}
 		if c.name == "kube-controller-manager" {
 			args = append(args, "--service-account-private-key-file", saKey, "--root-ca-file", p.caFile(),
 				"--use-service-account-credentials", "--cluster-cidr", PodCIDR, "--service-cluster-ip-range", ServiceCIDR,

@@ -185,18 +185,20 @@ func merge(a, b map[string]any) map[string]any {
 	return a
 }
 
-// ServiceURL returns http://<ClusterIP> of a campaign's fleet Service once a
-// request through it reaches a ready redeemer (kube-proxy has programmed
-// its endpoints). The node routes the Service range to its bridge, so the
-// address never leaves this machine.
+// ServiceURL returns http://<ClusterIP> of a campaign's fleet Service once
+// the operator has made it and a request through it reaches a ready
+// redeemer (kube-proxy has programmed its endpoints), waiting up to 3
+// minutes. The node routes the Service range to its bridge, so the address
+// never leaves this machine.
 func (p *Platform) ServiceURL(ctx context.Context, ns, campaign string) (string, error) {
-	svc, err := p.Client.CoreV1().Services(ns).Get(ctx, "velvetrope-"+campaign, metav1.GetOptions{})
-	if err != nil {
-		return "", err
-	}
-	url := "http://" + svc.Spec.ClusterIP
+	var url string
 	client := &http.Client{Timeout: 2 * time.Second}
-	err = poll(ctx, 60*time.Second, "Service velvetrope-"+campaign+" answering", func() (bool, error) {
+	err := poll(ctx, 3*time.Minute, "Service velvetrope-"+campaign+" answering", func() (bool, error) {
+		svc, err := p.Client.CoreV1().Services(ns).Get(ctx, "velvetrope-"+campaign, metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		url = "http://" + svc.Spec.ClusterIP
 		resp, err := client.Get(url + "/readyz")
 		if err != nil {
 			return false, nil

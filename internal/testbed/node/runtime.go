@@ -132,15 +132,16 @@ func (n *Node) runtime(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	port, err := freePort(HostIP)
+	hostPorts, err := freePorts(HostIP, 1)
 	if err != nil {
 		return err
 	}
-	healthz, err := freePort("127.0.0.1")
+	// The kubelet's healthz, kube-proxy's healthz and metrics.
+	ports, err := freePorts("127.0.0.1", 3)
 	if err != nil {
 		return err
 	}
-	vars["port"], vars["healthz"], vars["cert"], vars["key"] = port, healthz, cert, key
+	vars["port"], vars["healthz"], vars["cert"], vars["key"] = hostPorts[0], ports[0], cert, key
 	config := filepath.Join(RunDir, "kubelet", "config.yaml")
 	if err := os.WriteFile(config, []byte(render(kubeletConfig, vars)), 0o644); err != nil {
 		return err
@@ -150,17 +151,9 @@ func (n *Node) runtime(ctx context.Context) error {
 		"--hostname-override", Name, "--node-ip", HostIP); err != nil {
 		return err
 	}
-	proxyHealthz, err := freePort("127.0.0.1")
-	if err != nil {
-		return err
-	}
-	proxyMetrics, err := freePort("127.0.0.1")
-	if err != nil {
-		return err
-	}
 	if err := n.start("kube-proxy", "--kubeconfig", n.kubeconfigs["kube-proxy"], "--hostname-override", Name,
 		"--proxy-mode", "iptables", "--cluster-cidr", PodCIDR, "--nodeport-addresses", HostIP+"/32",
-		"--healthz-bind-address", "127.0.0.1:"+proxyHealthz, "--metrics-bind-address", "127.0.0.1:"+proxyMetrics,
+		"--healthz-bind-address", "127.0.0.1:"+ports[1], "--metrics-bind-address", "127.0.0.1:"+ports[2],
 		// Leave the host's conntrack settings as they are.
 		"--conntrack-max-per-core", "0", "--conntrack-tcp-timeout-established", "0", "--conntrack-tcp-timeout-close-wait", "0"); err != nil {
 		return err
@@ -202,10 +195,11 @@ spec:
 // metricsServer runs metrics-server, so HPAs scale on real CPU and
 // kubectl top works. It reads the kubelet's /metrics/resource every 15 s.
 func (n *Node) metricsServer(ctx context.Context) error {
-	port, err := freePort(HostIP)
+	ports, err := freePorts(HostIP, 1)
 	if err != nil {
 		return err
 	}
+	port := ports[0]
 	kc := n.kubeconfigs["metrics-server"]
 	if err := n.start("metrics-server", "--kubeconfig", kc, "--authentication-kubeconfig", kc, "--authorization-kubeconfig", kc,
 		"--secure-port", port, "--bind-address", HostIP, "--cert-dir", filepath.Join(RunDir, "metrics-server"),
