@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -15,16 +14,12 @@ import (
 // give the image itself). The fleets then run exactly the image the
 // operator was deployed with, so kustomize's images: and Helm's image
 // values reach them without a second setting.
-func ownImage(ctx context.Context, cfg *rest.Config) (string, error) {
-	name, ns := os.Getenv("POD_NAME"), os.Getenv("POD_NAMESPACE")
-	if name == "" || ns == "" {
-		return "", fmt.Errorf("--redeemer-image is empty and POD_NAME/POD_NAMESPACE are not set: set the flag, or give the manager its Pod's name and namespace (downward API) so it uses its own image")
-	}
+func ownImage(ctx context.Context, cfg *rest.Config, namespace, name string) (string, error) {
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return "", err
 	}
-	pod, err := cs.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+	pod, err := cs.CoreV1().Pods(namespace).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		return "", fmt.Errorf("reading the manager's own Pod for its image (or set --redeemer-image): %w", err)
 	}
@@ -33,5 +28,5 @@ func ownImage(ctx context.Context, cfg *rest.Config) (string, error) {
 			return c.Image, nil
 		}
 	}
-	return "", fmt.Errorf("the manager's Pod %s/%s has no container named manager (set --redeemer-image)", ns, name)
+	return "", fmt.Errorf("the manager's Pod %s/%s has no container named manager (set --redeemer-image)", namespace, name)
 }

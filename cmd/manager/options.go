@@ -1,0 +1,67 @@
+package main
+
+import (
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/velvetrope/velvetrope/controllers"
+)
+
+// managedBy is the value of controllers.LabelManagedBy on every object the
+// operator creates (controllers' unexported managedBy): the cache holds those
+// objects only.
+const managedBy = "velvetrope-operator"
+
+// managerOptions is the controller-runtime manager's configuration.
+func managerOptions(c config, scheme *runtime.Scheme) ctrl.Options {
+	metrics := metricsserver.Options{BindAddress: c.metricsAddr, SecureServing: c.metricsSecure}
+	if c.metricsSecure {
+		// Each scrape's bearer token is checked with a TokenReview and its
+		// GET /metrics with a SubjectAccessReview (the manager's ClusterRole
+		// allows both). With no certificate given, controller-runtime serves
+		// a self-signed one it makes in memory.
+		metrics.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+	return ctrl.Options{
+		Scheme:                 scheme,
+		Metrics:                metrics,
+		HealthProbeBindAddress: c.probeAddr,
+		Cache:                  cacheOptions(c.watchNamespaces),
+		LeaderElection:         c.leaderElect,
+		LeaderElectionID:       "velvetrope-operator.velvetrope.io",
+		// Lease handover on a clean stop instead of waiting for expiry.
+		LeaderElectionReleaseOnCancel: true,
+	}
+}
+
+// cacheOptions keeps in memory only the kinds of objects the operator makes
+// that carry its managed-by label, not every Deployment and Service of the
+// cluster; with namespaces, only those namespaces (Invitations included).
+func cacheOptions(namespaces []string) cache.Options {
+	owned := cache.ByObject{Label: labels.SelectorFromSet(labels.Set{controllers.LabelManagedBy: managedBy})}
+	o := cache.Options{ByObject: map[client.Object]cache.ByObject{
+		&appsv1.Deployment{}:                     owned,
+		&corev1.Service{}:                        owned,
+		&autoscalingv2.HorizontalPodAutoscaler{}: owned,
+		&policyv1.PodDisruptionBudget{}:          owned,
+		&networkingv1.NetworkPolicy{}:            owned,
+		&networkingv1.Ingress{}:                  owned,
+	}}
+	if len(namespaces) > 0 {
+		o.DefaultNamespaces = make(map[string]cache.Config, len(namespaces))
+		for _, ns := range namespaces {
+			o.DefaultNamespaces[ns] = cache.Config{}
+		}
+	}
+	return o
+}
