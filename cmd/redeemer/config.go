@@ -23,6 +23,7 @@ var errUsage = errors.New("usage")
 
 type config struct {
 	listen          string
+	metricsAddr     string
 	mongoURI        string
 	mongoDatabase   string
 	drainDelay      time.Duration
@@ -43,6 +44,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs := flag.NewFlagSet("redeemer", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.listen, "listen", ":8080", "address to serve HTTP on (env LISTEN_ADDR)")
+	fs.StringVar(&c.metricsAddr, "metrics-addr", ":9090", "address to serve GET /metrics on, apart from the players' port; empty or 0: no metrics (METRICS_ADDR=0: an empty variable counts as unset)")
 	fs.StringVar(&c.mongoURI, "mongodb-uri", "", "MongoDB connection string (required)")
 	fs.StringVar(&c.mongoDatabase, "mongodb-database", "velvetrope", "MongoDB database")
 	fs.DurationVar(&c.drainDelay, "drain-delay", 5*time.Second, "after SIGTERM, keep serving this long with /readyz failing, so load balancers stop routing here")
@@ -114,6 +116,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	}
 	if err := fs.Parse(args); err != nil {
 		return c, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if c.metricsAddr == "0" {
+		c.metricsAddr = ""
 	}
 	if *brandingFile != "" {
 		b, err := os.ReadFile(*brandingFile)

@@ -29,6 +29,20 @@ func TestParseConfig(t *testing.T) {
 	if !c.http.Folding.PlusTags || !c.http.Folding.GmailDots || c.http.RateLimit != 60 || c.http.RateLimitKeys != 65536 {
 		t.Errorf("defaults: %+v", c.http)
 	}
+	if c.metricsAddr != ":9090" {
+		t.Errorf("default metrics address %q, want :9090", c.metricsAddr)
+	}
+	if c, err := parseConfig([]string{"--mongodb-uri", "m"}, env("METRICS_ADDR", "127.0.0.1:9999"), io.Discard); err != nil || c.metricsAddr != "127.0.0.1:9999" {
+		t.Errorf("METRICS_ADDR: %q %v", c.metricsAddr, err)
+	}
+	for _, off := range []struct {
+		args []string
+		env  func(string) string
+	}{{[]string{"--metrics-addr", ""}, env("METRICS_ADDR", ":1")}, {nil, env("METRICS_ADDR", "0")}} {
+		if c, err := parseConfig(append([]string{"--mongodb-uri", "m"}, off.args...), off.env, io.Discard); err != nil || c.metricsAddr != "" {
+			t.Errorf("%q with METRICS_ADDR=%q must disable metrics: %q %v", off.args, off.env("METRICS_ADDR"), c.metricsAddr, err)
+		}
+	}
 	if c, err := parseConfig([]string{"--mongodb-uri", "m"}, env("RATE_LIMIT_KEYS", "1000"), io.Discard); err != nil || c.http.RateLimitKeys != 1000 {
 		t.Errorf("RATE_LIMIT_KEYS=1000: %d, %v", c.http.RateLimitKeys, err)
 	}

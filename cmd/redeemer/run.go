@@ -67,20 +67,31 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 
+	// Both listeners are bound before anything is logged as listening, so
+	// tests and tools can pass port 0 and read both addresses from that line.
+	var metricsLn net.Listener
+	if cfg.metricsAddr != "" {
+		if metricsLn, err = net.Listen("tcp", cfg.metricsAddr); err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+		defer metricsLn.Close()
+	}
 	ln, err := net.Listen("tcp", cfg.listen)
 	if err != nil {
 		return err
 	}
-	httpSrv := &http.Server{
-		Handler:           srv,
-		ReadHeaderTimeout: cfg.timeouts.readHeader,
-		ReadTimeout:       cfg.timeouts.read,
-		WriteTimeout:      cfg.timeouts.write,
-		IdleTimeout:       cfg.timeouts.idle,
-		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          zap.NewStdLog(zl.Named("net/http")),
+	httpSrv := newHTTPServer(srv, cfg.timeouts, zl)
+	listening := []any{"addr", ln.Addr().String(), "database", cfg.mongoDatabase, "version", version}
+	metricsErr := make(chan error, 1)
+	if metricsLn != nil {
+		// Served until the process ends, draining included: a scrape during
+		// the drain still sees the last requests.
+		metricsSrv := newHTTPServer(redeemer.MetricsHandler(reg), cfg.timeouts, zl)
+		go func() { metricsErr <- metricsSrv.Serve(metricsLn) }()
+		defer metricsSrv.Close()
+		listening = append(listening, "metricsAddr", metricsLn.Addr().String())
 	}
-	log.Info("Listening", "addr", ln.Addr().String(), "database", cfg.mongoDatabase, "version", version)
+	log.Info("Listening", listening...)
 
 	// The view loads in the background: the process serves /healthz at once
 	// and /readyz turns true when MongoDB answered and indexes exist.
@@ -104,6 +115,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	select {
 	case err := <-serveErr:
 		return err
+	case err := <-metricsErr:
+		return fmt.Errorf("metrics: %w", err)
 	case <-ctx.Done():
 	}
 	stop() // a second signal ends the process at once
@@ -151,6 +164,20 @@ func ensureIndexes(ctx context.Context, store *mongostore.Store, log logr.Logger
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 10*time.Second)
+	}
+}
+
+// newHTTPServer serves h with the timeouts that bound what a slow or
+// malicious client can hold.
+func newHTTPServer(h http.Handler, t serverTimeouts, zl *zap.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: t.readHeader,
+		ReadTimeout:       t.read,
+		WriteTimeout:      t.write,
+		IdleTimeout:       t.idle,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          zap.NewStdLog(zl.Named("net/http")),
 	}
 }
 

@@ -23,7 +23,7 @@ func startRedeemer(t *testing.T, extra ...string) (*testbed.Process, *mongostore
 	if err := st.PutInvitation(context.Background(), invite.Invitation{Code: "twitter-reg1", MaxUses: 10, State: invite.StateActive}); err != nil {
 		t.Fatal(err)
 	}
-	args := append([]string{"--listen", "127.0.0.1:0", "--mongodb-uri", mongoServer.URI, "--mongodb-database", db.Name(), "--poll-interval", "100ms", "--mail-dir", t.TempDir()}, extra...)
+	args := append([]string{"--listen", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--mongodb-uri", mongoServer.URI, "--mongodb-database", db.Name(), "--poll-interval", "100ms", "--mail-dir", t.TempDir()}, extra...)
 	p, err := testbed.StartProcess(redeemerBin, args)
 	if err != nil {
 		t.Fatal(err)

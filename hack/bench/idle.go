@@ -46,7 +46,7 @@ func runIdle(codes int, window time.Duration, out string) error {
 	if err := store.PutInvitation(ctx, invite.Invitation{Code: "last", MaxUses: 1, State: invite.StateActive, Campaign: "idle", Owner: "bench/last"}); err != nil {
 		return err
 	}
-	p, err := testbed.StartProcess(bin, []string{"--listen", "127.0.0.1:0", "--mongodb-uri", mongo.URI, "--mongodb-database", dbName,
+	p, err := testbed.StartProcess(bin, []string{"--listen", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--mongodb-uri", mongo.URI, "--mongodb-database", dbName,
 		"--drain-delay", "0s", "--mail-dir", filepath.Join(tmp, "mail")})
 	if err != nil {
 		return err
@@ -59,9 +59,9 @@ func runIdle(codes int, window time.Duration, out string) error {
 	fmt.Fprintf(os.Stderr, "Idle for %v…\n", window)
 	time.Sleep(5 * time.Second) // past start-up
 	ferret, redeemer := mongo.PID(), p.Cmd.Process.Pid
-	cpu0f, cpu0r, ops0 := cpuTicks(ferret), cpuTicks(redeemer), storeOps(target)
+	cpu0f, cpu0r, ops0 := cpuTicks(ferret), cpuTicks(redeemer), storeOps(p.MetricsAddr)
 	time.Sleep(window)
-	cpu1f, cpu1r, ops1 := cpuTicks(ferret), cpuTicks(redeemer), storeOps(target)
+	cpu1f, cpu1r, ops1 := cpuTicks(ferret), cpuTicks(redeemer), storeOps(p.MetricsAddr)
 	secs := window.Seconds()
 	var report strings.Builder
 	fmt.Fprintf(&report, "Command: `make bench-idle` (%d codes, one idle redeemer, %v).\n\n", codes+1, window)
@@ -106,9 +106,9 @@ func rssMB(pid int) float64 {
 }
 
 // storeOps counts the storage operations a redeemer made, by operation.
-func storeOps(target string) map[string]float64 {
+func storeOps(metricsAddr string) map[string]float64 {
 	out := map[string]float64{}
-	for name, v := range scrapeMetrics(target, "velvetrope_store_operation_duration_seconds_count") {
+	for name, v := range scrapeMetrics(metricsAddr, "velvetrope_store_operation_duration_seconds_count") {
 		out[strings.TrimSuffix(strings.TrimPrefix(name, `velvetrope_store_operation_duration_seconds_count{op="`), `"}`)] = v
 	}
 	return out

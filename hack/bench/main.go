@@ -112,7 +112,7 @@ func run(requests, clients, slots int, out string, extra []string) error {
 
 	var replicas []*testbed.Process
 	for range 2 {
-		args := append([]string{"--listen", "127.0.0.1:0", "--mongodb-uri", mongo.URI,
+		args := append([]string{"--listen", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--mongodb-uri", mongo.URI,
 			"--mongodb-database", dbName, "--rate-limit", "0", "--drain-delay", "0s", "--log-level", "info",
 			"--mail-dir", filepath.Join(tmp, "mail")}, extra...)
 		p, err := testbed.StartProcess(bin, args)
@@ -140,7 +140,7 @@ func run(requests, clients, slots int, out string, extra []string) error {
 		stored, _ := store.Used(ctx, code)
 		crowds = append(crowds, crowdRun{replicas: n + 1, code: code, res: res, stored: stored, violations: violations})
 	}
-	storeStats := scrapeStoreStats(targets)
+	storeStats := scrapeStoreStats(replicas)
 
 	// Exhaust "gone", then compare one replica with a trivial handler.
 	loadgen.Run(ctx, loadgen.Config{Targets: targets[:1], Codes: []string{"gone"}, Requests: 1, Concurrency: 1, Email: func(int) string { return "first@example.com" }})
@@ -297,10 +297,10 @@ func serveTrivial() {
 
 // scrapeStoreStats sums the replicas' store metrics after the crowd: how many
 // inserts, reloads and conflict look-ups it took, and how long they lasted.
-func scrapeStoreStats(targets []string) string {
+func scrapeStoreStats(replicas []*testbed.Process) string {
 	sums := map[string]float64{}
-	for _, t := range targets {
-		for name, v := range scrapeMetrics(t, "velvetrope_store_") {
+	for _, p := range replicas {
+		for name, v := range scrapeMetrics(p.MetricsAddr, "velvetrope_store_") {
 			sums[name] += v
 		}
 	}
@@ -323,11 +323,12 @@ func scrapeStoreStats(targets []string) string {
 	return "- MongoDB operations during the whole run, both replicas: " + b.String() + ".\n"
 }
 
-// scrapeMetrics reads target's /metrics: every sample whose name starts
+// scrapeMetrics reads GET /metrics on a redeemer's metrics listener
+// (--metrics-addr, not the players' port): every sample whose name starts
 // with prefix, by its name with labels.
-func scrapeMetrics(target, prefix string) map[string]float64 {
+func scrapeMetrics(metricsAddr, prefix string) map[string]float64 {
 	out := map[string]float64{}
-	resp, err := http.Get(target + "/metrics")
+	resp, err := http.Get("http://" + metricsAddr + "/metrics")
 	if err != nil {
 		return out
 	}

@@ -26,15 +26,16 @@ import (
 
 func main() {
 	listen := flag.String("listen", "127.0.0.1:8080", "address for the redeemer")
+	metrics := flag.String("metrics-addr", "127.0.0.1:9090", "address for the redeemer's GET /metrics")
 	samples := flag.String("samples", "config/samples", "directory of Invitation YAML files to load")
 	flag.Parse()
-	if err := run(*listen, *samples); err != nil {
+	if err := run(*listen, *metrics, *samples); err != nil {
 		fmt.Fprintln(os.Stderr, "run-local:", err)
 		os.Exit(1)
 	}
 }
 
-func run(listen, samples string) error {
+func run(listen, metrics, samples string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	root, err := testbed.ModuleRoot()
@@ -65,7 +66,9 @@ func run(listen, samples string) error {
 	if err != nil {
 		return err
 	}
-	redeemer, err := testbed.StartProcessEcho(os.Stderr, bin, []string{"--listen", listen, "--drain-delay", "0s"},
+	// MAIL_DIR: without a mail server the redeemer would leave every email
+	// pending in MongoDB; here each one is written as a file to look at.
+	redeemer, err := testbed.StartProcessEcho(os.Stderr, bin, []string{"--listen", listen, "--metrics-addr", metrics, "--drain-delay", "0s"},
 		"MONGODB_URI="+mongo.URI, "MONGODB_DATABASE=velvetrope", "MAIL_DIR="+filepath.Join(root, ".dev", "mail"))
 	if err != nil {
 		return err
@@ -82,9 +85,9 @@ Its public status:
 The players' landing page (open it in a browser):
   %s/invitations/twitter-reg1
 The instructions email of each redemption is written to .dev/mail/ as an .eml file.
-Metrics: %s/metrics     Ctrl-C stops everything; data stays in .dev/ (make dev-reset wipes it).
+Metrics: http://%s/metrics     Ctrl-C stops everything; data stays in .dev/ (make dev-reset wipes it).
 
-`, base, mongo.URI, len(invs), samples, base, base, base, base)
+`, base, mongo.URI, len(invs), samples, base, base, base, redeemer.MetricsAddr)
 
 	select {
 	case <-ctx.Done():

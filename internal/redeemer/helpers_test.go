@@ -31,8 +31,9 @@ func newStore(t *testing.T, invs ...invite.Invitation) *mongostore.Store {
 // replica is one redeemer (claim service + HTTP server) on a real listener.
 type replica struct {
 	*httptest.Server
-	handler *redeemer.Server
-	svc     *claim.Service
+	handler  *redeemer.Server
+	svc      *claim.Service
+	registry *prometheus.Registry // what the replica's metrics listener serves
 }
 
 func startReplica(t *testing.T, st claim.Store, cfg redeemer.Config) *replica {
@@ -41,7 +42,8 @@ func startReplica(t *testing.T, st claim.Store, cfg redeemer.Config) *replica {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { svc.Run(ctx); close(done) }()
-	h, err := redeemer.NewServer(cfg, svc, prometheus.NewRegistry(), logr.Discard())
+	reg := prometheus.NewRegistry()
+	h, err := redeemer.NewServer(cfg, svc, reg, logr.Discard())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +56,7 @@ func startReplica(t *testing.T, st claim.Store, cfg redeemer.Config) *replica {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	return &replica{Server: ts, handler: h, svc: svc}
+	return &replica{Server: ts, handler: h, svc: svc, registry: reg}
 }
 
 type response struct {

@@ -6,7 +6,19 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
+
+// MetricsHandler serves g's metrics at GET /metrics and nothing else (404).
+// It is meant for a listener of its own (the redeemer's --metrics-addr): the
+// players' port never answers scrapes, so an Ingress or a Service routing
+// player traffic cannot expose them, and a NetworkPolicy can admit scrapers
+// to this port alone.
+func MetricsHandler(g prometheus.Gatherer) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	return mux
+}
 
 type metrics struct {
 	requests *prometheus.CounterVec

@@ -1,12 +1,10 @@
 package redeemer
 
-import (
-	"net/http"
+import "net/http"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-)
-
-// routes lists every route the redeemer serves.
+// routes lists every route the redeemer serves to players and probes.
+// GET /metrics is not one of them: it has a listener of its own
+// (MetricsHandler), so scrapes never share the players' port.
 func (s *Server) routes() {
 	s.mux.Handle("POST /invitations/{code}", s.instrument("redeem", s.rateLimit(s.handleRedeem())))
 	s.mux.Handle("GET /invitations/{code}", s.instrument("status", s.handleStatus()))
@@ -14,7 +12,6 @@ func (s *Server) routes() {
 	s.mux.Handle("/invitations/{code}", s.instrument("other", s.methodNotAllowed("GET, HEAD, POST")))
 	s.mux.HandleFunc("GET /healthz", s.handleHealthz)
 	s.mux.HandleFunc("GET /readyz", s.handleReadyz)
-	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
 	s.mux.Handle("/", s.instrument("other", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.problem(w, r, errNotFound)
 	})))

@@ -44,7 +44,6 @@ type Server struct {
 	redeemer Redeemer
 	log      logr.Logger
 	metrics  *metrics
-	registry *prometheus.Registry
 	limiter  *clientLimiter // nil: no rate limit
 	brands   Brands
 	csrf     *http.CrossOriginProtection
@@ -53,9 +52,9 @@ type Server struct {
 	draining atomic.Bool
 }
 
-// NewServer returns the redeemer's handler. reg receives the HTTP metrics and
-// is what /metrics serves.
-func NewServer(cfg Config, r Redeemer, reg *prometheus.Registry, log logr.Logger) (*Server, error) {
+// NewServer returns the redeemer's handler. reg receives the HTTP metrics;
+// MetricsHandler serves them on a listener of their own.
+func NewServer(cfg Config, r Redeemer, reg prometheus.Registerer, log logr.Logger) (*Server, error) {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 4096
 	}
@@ -86,7 +85,7 @@ func NewServer(cfg Config, r Redeemer, reg *prometheus.Registry, log logr.Logger
 	if err := cfg.Brands.Validate(); err != nil {
 		return nil, fmt.Errorf("branding: %w", err)
 	}
-	s := &Server{cfg: cfg, redeemer: r, log: log, metrics: m, registry: reg, limiter: lim, brands: cfg.Brands,
+	s := &Server{cfg: cfg, redeemer: r, log: log, metrics: m, limiter: lim, brands: cfg.Brands,
 		csrf: http.NewCrossOriginProtection(), mux: http.NewServeMux(), pages: newPageCache()}
 	s.routes()
 	return s, nil

@@ -3,6 +3,7 @@ package redeemer_test
 import (
 	"context"
 	"fmt"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -52,6 +53,7 @@ func TestRedeemContract(t *testing.T) {
 		{"too large", "POST", "/invitations/other", json, `{"email":"` + strings.Repeat("a", 5000) + `@example.com"}`, 413, "body-too-large", "", ""},
 		{"wrong method", "DELETE", "/invitations/other", "", ``, 405, "method-not-allowed", "GET, HEAD, POST", ""},
 		{"no such route", "GET", "/admin", "", ``, 404, "not-found", "", ""},
+		{"metrics are on their own listener", "GET", "/metrics", "", ``, 404, "not-found", "", ""},
 		{"dot segments", "POST", "/invitations/../invitations/other", json, `{"email":"d@example.com"}`, 404, "not-found", "", ""},
 		{"trailing slash", "POST", "/invitations/other/", json, `{"email":"d@example.com"}`, 404, "not-found", "", ""},
 	}
@@ -162,12 +164,19 @@ func TestReadinessFollowsDrain(t *testing.T) {
 	}
 }
 
+// TestMetricsAreExposed: the HTTP metrics reach the metrics listener's
+// GET /metrics, and that listener serves nothing else.
 func TestMetricsAreExposed(t *testing.T) {
 	r := startReplica(t, newStore(t, active("a", 1)), redeemer.Config{})
 	c := r.Client()
 	redeem(t, c, r.URL, "a", "m@example.com")
 	redeem(t, c, r.URL, "a", "n@example.com")
-	resp, err := c.Get(r.URL + "/metrics")
+	ms := httptest.NewServer(redeemer.MetricsHandler(r.registry))
+	defer ms.Close()
+	if got := do(t, ms.Client(), "GET", ms.URL+"/invitations/a", "", ""); got.status != 404 {
+		t.Errorf("the metrics listener serves players' routes: %d", got.status)
+	}
+	resp, err := ms.Client().Get(ms.URL + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,14 +31,18 @@ func Build(pkg, dir string) (string, error) {
 type Process struct {
 	Cmd  *exec.Cmd
 	Addr string // from its "Listening" log line
+	// MetricsAddr is where it serves GET /metrics, from the same line's
+	// metricsAddr (the redeemer's --metrics-addr); empty when it has none.
+	MetricsAddr string
 
 	logs   *syncWriter
 	exited chan struct{}
 	err    error
 }
 
-// StartProcess runs bin and waits until it logs {"msg":"Listening","addr":…},
-// which our binaries do once their listener is bound (so port 0 works).
+// StartProcess runs bin and waits until it logs {"msg":"Listening","addr":…}
+// (with "metricsAddr":… when it serves metrics apart), which our binaries do
+// once their listeners are bound (so port 0 works).
 // Everything it prints is kept for Logs; extraEnv is added to the environment.
 func StartProcess(bin string, args []string, extraEnv ...string) (*Process, error) {
 	return StartProcessEcho(nil, bin, args, extraEnv...)
@@ -61,16 +65,17 @@ func StartProcessEcho(echo io.Writer, bin string, args []string, extraEnv ...str
 	if err := p.Cmd.Start(); err != nil {
 		return nil, err
 	}
-	addr := make(chan string, 1)
+	type listening struct{ Msg, Addr, MetricsAddr string }
+	addr := make(chan listening, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
 			line := sc.Bytes()
 			sink.Write(append(line, '\n'))
-			var l struct{ Msg, Addr string }
+			var l listening
 			if json.Unmarshal(line, &l) == nil && l.Msg == "Listening" && l.Addr != "" {
 				select {
-				case addr <- l.Addr:
+				case addr <- l:
 				default:
 				}
 			}
@@ -79,7 +84,8 @@ func StartProcessEcho(echo io.Writer, bin string, args []string, extraEnv ...str
 	}()
 	go func() { p.err = p.Cmd.Wait(); close(p.exited) }()
 	select {
-	case p.Addr = <-addr:
+	case l := <-addr:
+		p.Addr, p.MetricsAddr = l.Addr, l.MetricsAddr
 		return p, nil
 	case <-p.exited:
 		return nil, fmt.Errorf("%s exited before listening: %v\n%s", filepath.Base(bin), p.err, p.logs)

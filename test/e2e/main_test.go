@@ -78,7 +78,7 @@ func active(code string, maxUses int) invite.Invitation {
 // redeemer starts a redeemer process and waits until it is ready.
 func (e *env) redeemer(extra ...string) *testbed.Process {
 	e.t.Helper()
-	args := append([]string{"--listen", "127.0.0.1:0", "--mongodb-uri", e.mongo.URI, "--mongodb-database", e.db,
+	args := append([]string{"--listen", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--mongodb-uri", e.mongo.URI, "--mongodb-database", e.db,
 		"--rate-limit", "0", "--poll-interval", "200ms", "--usage-interval", "500ms", "--drain-delay", "1s",
 		"--mail-dir", e.t.TempDir()}, extra...)
 	p, err := testbed.StartProcess(redeemerBin, args)
