@@ -1,12 +1,15 @@
 package controllers
 
 import (
+	"cmp"
+	"slices"
 	"strconv"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -14,6 +17,7 @@ import (
 	autoscalingv2ac "k8s.io/client-go/applyconfigurations/autoscaling/v2"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
+	networkingv1ac "k8s.io/client-go/applyconfigurations/networking/v1"
 	policyv1ac "k8s.io/client-go/applyconfigurations/policy/v1"
 
 	v1alpha1 "github.com/velvetrope/velvetrope/api/v1alpha1"
@@ -44,9 +48,19 @@ type FleetConfig struct {
 	PrescaleWindow  time.Duration
 	DrainDelay      time.Duration
 	ShutdownTimeout time.Duration
-	CPURequest      resource.Quantity
-	MemoryRequest   resource.Quantity
-	MemoryLimit     resource.Quantity
+	// PrescaleHold is how long after launchAt a launch still counts
+	// towards the floor: the crowd arrives at launch and fades.
+	PrescaleHold  time.Duration
+	CPURequest    resource.Quantity
+	MemoryRequest resource.Quantity
+	MemoryLimit   resource.Quantity
+	// ServiceAccountName runs the redeemer pods ("": the namespace's
+	// default); their token is never mounted, they do not call the API.
+	ServiceAccountName string
+	ImagePullSecrets   []string
+	// NetworkPolicy adds a policy per fleet admitting only player traffic
+	// and metrics scrapes.
+	NetworkPolicy bool
 }
 
 // Labels of fleet objects.
@@ -58,6 +72,13 @@ const (
 	managedBy      = "velvetrope-operator"
 	redeemerName   = "velvetrope-redeemer"
 	httpPort       = 8080
+	metricsPort    = 9090
+	servicePort    = 80
+	// fleetOwners is how many of a campaign's Invitations own its fleet
+	// objects: Kubernetes' garbage collector removes the fleet once all of
+	// them are gone, and the operator hands ownership on as Invitations
+	// come and go. A few, not all: a campaign may hold thousands.
+	fleetOwners = 3
 )
 
 // campaign is one (namespace, campaign) and its live invitations.
@@ -78,49 +99,82 @@ func selectorLabels(campaign string) map[string]string {
 	return map[string]string{LabelName: redeemerName, LabelCampaign: campaign}
 }
 
-// floor is the HPA's minimum for a campaign at now: from PrescaleWindow before
-// the earliest launchAt among invitations still open, enough pods for the sum
-// of their expectedPeakRPS; MinReplicas otherwise, and once every invitation
-// is exhausted, expired or paused.
-func floor(cfg FleetConfig, invs []v1alpha1.Invitation, now time.Time) int32 {
-	var open []v1alpha1.Invitation
-	for _, inv := range invs {
-		switch phase(&inv, inv.Status.Used, true, now) {
-		case v1alpha1.PhaseActive:
-			open = append(open, inv)
-		}
-	}
-	var earliest time.Time
-	var rps int64
-	for _, inv := range open {
-		if inv.Spec.LaunchAt == nil || inv.Spec.ExpectedPeakRPS == 0 {
-			continue
-		}
-		if earliest.IsZero() || inv.Spec.LaunchAt.Time.Before(earliest) {
-			earliest = inv.Spec.LaunchAt.Time
-		}
-		rps += int64(inv.Spec.ExpectedPeakRPS)
-	}
-	if earliest.IsZero() || now.Before(earliest.Add(-cfg.PrescaleWindow)) || cfg.PodCapacityRPS <= 0 {
-		return cfg.MinReplicas
-	}
-	pods := (rps + int64(cfg.PodCapacityRPS) - 1) / int64(cfg.PodCapacityRPS)
-	return int32(min(max(pods, int64(cfg.MinReplicas)), int64(cfg.MaxReplicas)))
+// prescale is a campaign's pre-scaling at some instant.
+type prescale struct {
+	Floor  int32 // the HPA's minimum
+	Wanted int32 // pods the launches in their window need, before MaxReplicas caps them
+	RPS    int64 // the launches' expected peaks, summed
 }
 
-// nextFleetChange is when floor may change without any event: the start of
-// the pre-scaling window of a future launch. Zero when there is none.
+// Capped reports whether MaxReplicas holds the fleet below what the launches
+// in their window expect.
+func (p prescale) Capped() bool { return p.Wanted > p.Floor }
+
+// prescaleAt is the campaign's pre-scaling at now: enough pods for the sum of
+// expectedPeakRPS of the open invitations whose launch window holds now (from
+// PrescaleWindow before launchAt to PrescaleHold after it); MinReplicas
+// otherwise. A launch weeks away, or long past, counts for nothing.
+func prescaleAt(cfg FleetConfig, invs []v1alpha1.Invitation, now time.Time) prescale {
+	p := prescale{Floor: cfg.MinReplicas}
+	for _, inv := range invs {
+		if inLaunchWindow(cfg, &inv, now) && phase(&inv, inv.Status.Used, true, now) == v1alpha1.PhaseActive {
+			p.RPS += int64(inv.Spec.ExpectedPeakRPS)
+		}
+	}
+	if p.RPS == 0 || cfg.PodCapacityRPS <= 0 {
+		return p
+	}
+	pods := (p.RPS + int64(cfg.PodCapacityRPS) - 1) / int64(cfg.PodCapacityRPS)
+	p.Wanted = int32(min(pods, int64(1<<30)))
+	p.Floor = min(max(p.Wanted, cfg.MinReplicas), cfg.MaxReplicas)
+	return p
+}
+
+// launchWindow is when inv's launch raises its fleet's floor; ok is false
+// when it declares no launch.
+func launchWindow(cfg FleetConfig, inv *v1alpha1.Invitation) (from, to time.Time, ok bool) {
+	if inv.Spec.LaunchAt == nil || inv.Spec.ExpectedPeakRPS == 0 {
+		return time.Time{}, time.Time{}, false
+	}
+	at := inv.Spec.LaunchAt.Time
+	return at.Add(-cfg.PrescaleWindow), at.Add(cfg.PrescaleHold), true
+}
+
+func inLaunchWindow(cfg FleetConfig, inv *v1alpha1.Invitation, now time.Time) bool {
+	from, to, ok := launchWindow(cfg, inv)
+	return ok && !now.Before(from) && now.Before(to)
+}
+
+// nextFleetChange is when the floor may change without any event: the next
+// start or end of a launch window. Zero when there is none.
 func nextFleetChange(cfg FleetConfig, invs []v1alpha1.Invitation, now time.Time) time.Time {
 	var next time.Time
 	for _, inv := range invs {
-		if inv.Spec.LaunchAt == nil {
+		from, to, ok := launchWindow(cfg, &inv)
+		if !ok {
 			continue
 		}
-		if at := inv.Spec.LaunchAt.Add(-cfg.PrescaleWindow); at.After(now) && (next.IsZero() || at.Before(next)) {
-			next = at
+		for _, at := range []time.Time{from, to} {
+			if at.After(now) && (next.IsZero() || at.Before(next)) {
+				next = at
+			}
 		}
 	}
 	return next
+}
+
+// owners are the fleet objects' owner references: the campaign's oldest
+// live Invitations (fleetOwners of them).
+func owners(c campaign) []*metav1ac.OwnerReferenceApplyConfiguration {
+	invs := slices.Clone(c.Invitations)
+	slices.SortFunc(invs, func(a, b v1alpha1.Invitation) int {
+		return cmp.Or(a.CreationTimestamp.Compare(b.CreationTimestamp.Time), cmp.Compare(a.Name, b.Name))
+	})
+	var refs []*metav1ac.OwnerReferenceApplyConfiguration
+	for _, inv := range invs[:min(len(invs), fleetOwners)] {
+		refs = append(refs, ownerRef(&inv, false))
+	}
+	return refs
 }
 
 func desiredDeployment(cfg FleetConfig, c campaign) *appsv1ac.DeploymentApplyConfiguration {
@@ -134,7 +188,9 @@ func desiredDeployment(cfg FleetConfig, c campaign) *appsv1ac.DeploymentApplyCon
 		WithName("redeemer").
 		WithImage(cfg.Image).
 		WithImagePullPolicy(cfg.ImagePullPolicy).
-		WithPorts(corev1ac.ContainerPort().WithName("http").WithContainerPort(httpPort).WithProtocol(corev1.ProtocolTCP)).
+		WithPorts(
+			corev1ac.ContainerPort().WithName("http").WithContainerPort(httpPort).WithProtocol(corev1.ProtocolTCP),
+			corev1ac.ContainerPort().WithName("metrics").WithContainerPort(metricsPort).WithProtocol(corev1.ProtocolTCP)).
 		WithEnv(
 			corev1ac.EnvVar().WithName("MONGODB_URI").WithValueFrom(corev1ac.EnvVarSource().
 				WithSecretKeyRef(corev1ac.SecretKeySelector().WithName(cfg.MongoSecretName).WithKey(cfg.MongoSecretKey))),
@@ -144,11 +200,11 @@ func desiredDeployment(cfg FleetConfig, c campaign) *appsv1ac.DeploymentApplyCon
 			corev1ac.EnvVar().WithName("LISTEN_ADDR").WithValue(":"+strconv.Itoa(httpPort)),
 			corev1ac.EnvVar().WithName("DRAIN_DELAY").WithValue(cfg.DrainDelay.String()),
 			corev1ac.EnvVar().WithName("SHUTDOWN_TIMEOUT").WithValue(cfg.ShutdownTimeout.String()),
-			// Without a mail server, emails go to files on this volume (the
-			// root filesystem is read-only).
-			corev1ac.EnvVar().WithName("MAIL_DIR").WithValue("/var/spool/velvetrope"),
+			corev1ac.EnvVar().WithName("METRICS_ADDR").WithValue(":"+strconv.Itoa(metricsPort)),
+			// No MAIL_DIR: without a mail server, emails wait in MongoDB
+			// (MailDelivered says so) instead of going to files that die
+			// with the pod.
 		).
-		WithVolumeMounts(corev1ac.VolumeMount().WithName("mail-spool").WithMountPath("/var/spool/velvetrope")).
 		WithReadinessProbe(probe("/readyz", 2, 2)).
 		WithLivenessProbe(probe("/healthz", 10, 3)).
 		WithResources(corev1ac.ResourceRequirements().
@@ -169,10 +225,29 @@ func desiredDeployment(cfg FleetConfig, c campaign) *appsv1ac.DeploymentApplyCon
 	spread := func(key string) *corev1ac.TopologySpreadConstraintApplyConfiguration {
 		return corev1ac.TopologySpreadConstraint().WithMaxSkew(1).WithTopologyKey(key).
 			WithWhenUnsatisfiable(corev1.ScheduleAnyway).
-			WithLabelSelector(metav1ac.LabelSelector().WithMatchLabels(selectorLabels(c.Name)))
+			WithLabelSelector(metav1ac.LabelSelector().WithMatchLabels(selectorLabels(c.Name))).
+			// Spread each rollout's pods on their own, not the old and new
+			// ReplicaSets together.
+			WithMatchLabelKeys(appsv1.DefaultDeploymentUniqueLabelKey)
+	}
+	pod := corev1ac.PodSpec().
+		WithTerminationGracePeriodSeconds(grace).
+		WithAutomountServiceAccountToken(false).
+		WithSecurityContext(corev1ac.PodSecurityContext().
+			WithRunAsNonRoot(true).
+			WithRunAsUser(65532).
+			WithSeccompProfile(corev1ac.SeccompProfile().WithType(corev1.SeccompProfileTypeRuntimeDefault))).
+		WithTopologySpreadConstraints(spread("topology.kubernetes.io/zone"), spread("kubernetes.io/hostname")).
+		WithContainers(container)
+	if cfg.ServiceAccountName != "" {
+		pod.WithServiceAccountName(cfg.ServiceAccountName)
+	}
+	for _, name := range cfg.ImagePullSecrets {
+		pod.WithImagePullSecrets(corev1ac.LocalObjectReference().WithName(name))
 	}
 	return appsv1ac.Deployment(fleetName(c.Name), c.Namespace).
 		WithLabels(fleetLabels(c.Name)).
+		WithOwnerReferences(owners(c)...).
 		WithSpec(appsv1ac.DeploymentSpec().
 			// No replicas: the HPA owns them, and a field we never apply is
 			// a field we never fight over.
@@ -183,28 +258,22 @@ func desiredDeployment(cfg FleetConfig, c campaign) *appsv1ac.DeploymentApplyCon
 					WithMaxSurge(intstr.FromString("25%")))).
 			WithTemplate(corev1ac.PodTemplateSpec().
 				WithLabels(fleetLabels(c.Name)).
-				WithSpec(corev1ac.PodSpec().
-					WithTerminationGracePeriodSeconds(grace).
-					WithSecurityContext(corev1ac.PodSecurityContext().
-						WithRunAsNonRoot(true).
-						WithRunAsUser(65532).
-						WithSeccompProfile(corev1ac.SeccompProfile().WithType(corev1.SeccompProfileTypeRuntimeDefault))).
-					WithTopologySpreadConstraints(spread("topology.kubernetes.io/zone"), spread("kubernetes.io/hostname")).
-					WithVolumes(corev1ac.Volume().WithName("mail-spool").WithEmptyDir(corev1ac.EmptyDirVolumeSource())).
-					WithContainers(container))))
+				WithSpec(pod)))
 }
 
 func desiredService(c campaign) *corev1ac.ServiceApplyConfiguration {
 	return corev1ac.Service(fleetName(c.Name), c.Namespace).
 		WithLabels(fleetLabels(c.Name)).
+		WithOwnerReferences(owners(c)...).
 		WithSpec(corev1ac.ServiceSpec().
 			WithSelector(selectorLabels(c.Name)).
-			WithPorts(corev1ac.ServicePort().WithName("http").WithPort(80).WithTargetPort(intstr.FromString("http")).WithProtocol(corev1.ProtocolTCP)))
+			WithPorts(corev1ac.ServicePort().WithName("http").WithPort(servicePort).WithTargetPort(intstr.FromString("http")).WithProtocol(corev1.ProtocolTCP)))
 }
 
 func desiredHPA(cfg FleetConfig, c campaign, minReplicas int32) *autoscalingv2ac.HorizontalPodAutoscalerApplyConfiguration {
 	return autoscalingv2ac.HorizontalPodAutoscaler(fleetName(c.Name), c.Namespace).
 		WithLabels(fleetLabels(c.Name)).
+		WithOwnerReferences(owners(c)...).
 		WithSpec(autoscalingv2ac.HorizontalPodAutoscalerSpec().
 			WithScaleTargetRef(autoscalingv2ac.CrossVersionObjectReference().WithAPIVersion("apps/v1").WithKind("Deployment").WithName(fleetName(c.Name))).
 			WithMinReplicas(minReplicas).
@@ -226,10 +295,26 @@ func desiredHPA(cfg FleetConfig, c campaign, minReplicas int32) *autoscalingv2ac
 func desiredPDB(c campaign) *policyv1ac.PodDisruptionBudgetApplyConfiguration {
 	return policyv1ac.PodDisruptionBudget(fleetName(c.Name), c.Namespace).
 		WithLabels(fleetLabels(c.Name)).
+		WithOwnerReferences(owners(c)...).
 		WithSpec(policyv1ac.PodDisruptionBudgetSpec().
 			WithMaxUnavailable(intstr.FromInt32(1)).
 			// An unready pod serves nobody: evicting it never blocks a
 			// node drain.
 			WithUnhealthyPodEvictionPolicy(policyv1.AlwaysAllow).
 			WithSelector(metav1ac.LabelSelector().WithMatchLabels(selectorLabels(c.Name))))
+}
+
+// desiredNetworkPolicy admits players on the http port and scrapes on the
+// metrics port, and nothing else.
+func desiredNetworkPolicy(c campaign) *networkingv1ac.NetworkPolicyApplyConfiguration {
+	port := func(name string) *networkingv1ac.NetworkPolicyPortApplyConfiguration {
+		return networkingv1ac.NetworkPolicyPort().WithProtocol(corev1.ProtocolTCP).WithPort(intstr.FromString(name))
+	}
+	return networkingv1ac.NetworkPolicy(fleetName(c.Name), c.Namespace).
+		WithLabels(fleetLabels(c.Name)).
+		WithOwnerReferences(owners(c)...).
+		WithSpec(networkingv1ac.NetworkPolicySpec().
+			WithPodSelector(metav1ac.LabelSelector().WithMatchLabels(selectorLabels(c.Name))).
+			WithPolicyTypes(networkingv1.PolicyTypeIngress).
+			WithIngress(networkingv1ac.NetworkPolicyIngressRule().WithPorts(port("http"), port("metrics"))))
 }

@@ -9,15 +9,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
@@ -27,10 +32,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	ctrlevent "sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	v1alpha1 "github.com/velvetrope/velvetrope/api/v1alpha1"
 	"github.com/velvetrope/velvetrope/internal/invite"
@@ -77,6 +84,7 @@ type InvitationReconciler struct {
 	Recorder events.EventRecorder
 	Now      func() time.Time
 	Fleet    FleetConfig
+	Routes   RouteConfig
 	// UsageInterval is how often an Active invitation's usage is re-read:
 	// at most one status write per invitation per interval, whatever the
 	// crowd does.
@@ -90,6 +98,7 @@ type InvitationReconciler struct {
 	written *written     // set up by SetupWithManager
 	board   *usageBoard  // likewise
 	passes  *fleetPasses // likewise
+	fleets  *fleetWatch  // likewise
 }
 
 // resync bounds how long an unchanged write may be skipped.
@@ -102,6 +111,8 @@ const resync = 5 * time.Minute
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies;ingresses,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=httproutes,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups="",resources=configmaps,verbs=get
 
@@ -127,7 +138,7 @@ func (r *InvitationReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	var results []ctrl.Result
 	var errs []error
 	for _, step := range []func(context.Context, *v1alpha1.Invitation, *observation) (ctrl.Result, error){
-		r.reconcileSeed, r.reconcileUsage, r.reconcileFleet,
+		r.reconcileSeed, r.reconcileUsage, r.reconcileFleet, r.reconcileRoutes,
 	} {
 		res, err := step(ctx, inv, &obs)
 		results = append(results, res)
@@ -150,7 +161,7 @@ func (r *InvitationReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 			r.Recorder.Eventf(inv, nil, kind, e.reason, e.action, "%s", e.note)
 		}
 	}
-	results = append(results, r.requeue(inv, next))
+	results = append(results, r.requeue(inv, next, obs))
 	// A result or an error, not both: with an error controller-runtime
 	// retries with backoff and ignores the result.
 	if err := kerrors.NewAggregate(errs); err != nil {
@@ -250,34 +261,69 @@ func (r *InvitationReconciler) reconcileUsage(ctx context.Context, inv *v1alpha1
 	return ctrl.Result{}, nil
 }
 
-// reconcileFleet applies the fleet of the invitation's campaign and deletes
-// fleets of campaigns that no longer have invitations in the namespace.
+// reconcileFleet applies the fleet of the invitation's campaign, hands on
+// the fleets this invitation owned in campaigns it left, and observes
+// whether the fleet serves and whether its mail has a server.
 func (r *InvitationReconciler) reconcileFleet(ctx context.Context, inv *v1alpha1.Invitation, obs *observation) (ctrl.Result, error) {
-	if next, ok := r.fleetSettled(inv); ok {
+	next, settled := r.fleetSettled(inv)
+	if settled {
 		// A periodic pass over an Invitation whose spec the fleet already
 		// reflects: its campaign holds maybe thousands of Invitations, and
 		// any change to one of them, or to a fleet object, makes its own
-		// full pass. (Status and usage are read every pass regardless.)
-		if !next.IsZero() {
-			return ctrl.Result{RequeueAfter: next.Sub(r.Now())}, nil
+		// full pass. (Status, usage and fleet health are read every pass
+		// regardless.)
+		p, _ := r.passes.get(inv)
+		obs.prescale = p.prescale
+	} else {
+		c, err := r.campaign(ctx, inv.Namespace, inv.Spec.Campaign)
+		if err == nil {
+			obs.prescale = prescaleAt(r.Fleet, c.Invitations, r.Now())
+			err = r.applyFleet(ctx, c, obs.prescale)
 		}
-		return ctrl.Result{}, nil
+		if err == nil {
+			err = r.handOnFleets(ctx, inv)
+		}
+		if err != nil {
+			obs.fleetErr = fmt.Errorf("fleet of campaign %s: %w", inv.Spec.Campaign, err)
+			return ctrl.Result{}, obs.fleetErr
+		}
+		next = nextFleetChange(r.Fleet, c.Invitations, r.Now())
+		r.passes.record(inv, next, obs.prescale)
 	}
-	c, err := r.campaign(ctx, inv.Namespace, inv.Spec.Campaign)
-	if err == nil {
-		err = r.applyFleet(ctx, c)
-	}
-	if err == nil {
-		err = r.deleteOrphanFleets(ctx, inv.Namespace, inv.Spec.Campaign)
-	}
+	h, err := r.fleets.fleet(ctx, inv.Namespace, inv.Spec.Campaign)
 	if err != nil {
 		obs.fleetErr = fmt.Errorf("fleet of campaign %s: %w", inv.Spec.Campaign, err)
 		return ctrl.Result{}, obs.fleetErr
 	}
-	next := nextFleetChange(r.Fleet, c.Invitations, r.Now())
-	r.passes.record(inv, next)
+	obs.fleet, obs.fleetKnown = h, true
+	obs.mailSecret = r.Fleet.MailSecretName
+	obs.mailConfigured, obs.mailKnown = r.fleets.mailConfigured(ctx, inv.Namespace)
 	if !next.IsZero() {
 		return ctrl.Result{RequeueAfter: next.Sub(r.Now())}, nil
+	}
+	return ctrl.Result{}, nil
+}
+
+// reconcileRoutes applies the invitation's HTTPRoute and Ingress, as
+// configured, once MongoDB holds its code: a code another Invitation owns is
+// not routed to this one's fleet. Kubernetes' garbage collector deletes them
+// with the Invitation (they are its controlled children).
+func (r *InvitationReconciler) reconcileRoutes(ctx context.Context, inv *v1alpha1.Invitation, obs *observation) (ctrl.Result, error) {
+	if !obs.seeded {
+		return ctrl.Result{}, nil
+	}
+	routes := map[string]runtime.ApplyConfiguration{}
+	if len(r.Routes.Gateways) > 0 {
+		routes["HTTPRoute"] = desiredHTTPRoute(r.Routes, inv)
+	}
+	if r.Routes.Ingress {
+		routes["Ingress"] = desiredIngress(r.Routes, inv)
+	}
+	for kind, obj := range routes {
+		if err := r.apply(ctx, "route/"+kind+"/"+inv.Namespace+"/"+inv.Name, obj); err != nil {
+			obs.fleetErr = fmt.Errorf("%s of %s: %w", kind, inv.EffectiveCode(), err)
+			return ctrl.Result{}, obs.fleetErr
+		}
 	}
 	return ctrl.Result{}, nil
 }
@@ -310,6 +356,7 @@ type fleetPass struct {
 	generation int64
 	campaign   string
 	next       time.Time // the next pre-scaling change; zero: none
+	prescale   prescale  // as of the pass
 }
 
 func (f *fleetPasses) get(inv *v1alpha1.Invitation) (fleetPass, bool) {
@@ -319,10 +366,10 @@ func (f *fleetPasses) get(inv *v1alpha1.Invitation) (fleetPass, bool) {
 	return p, ok
 }
 
-func (f *fleetPasses) record(inv *v1alpha1.Invitation, next time.Time) {
+func (f *fleetPasses) record(inv *v1alpha1.Invitation, next time.Time, p prescale) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.last[inv.UID] = fleetPass{generation: inv.Generation, campaign: inv.Spec.Campaign, next: next}
+	f.last[inv.UID] = fleetPass{generation: inv.Generation, campaign: inv.Spec.Campaign, next: next, prescale: p}
 }
 
 func (f *fleetPasses) forget(inv *v1alpha1.Invitation) {
@@ -332,8 +379,10 @@ func (f *fleetPasses) forget(inv *v1alpha1.Invitation) {
 }
 
 // reconcileDelete revokes the code (its redemptions stay: they are records of
-// real people), removes the campaign's fleet when this was its last
-// invitation, then lets the object go.
+// real people), hands the campaign's fleet on to the invitations that stay,
+// then lets the object go. The fleet of a campaign's last invitation, and
+// the invitation's routes, go with it: Kubernetes' garbage collector deletes
+// objects whose owners are all gone.
 func (r *InvitationReconciler) reconcileDelete(ctx context.Context, inv *v1alpha1.Invitation) (ctrl.Result, error) {
 	if !controllerutil.ContainsFinalizer(inv, Finalizer) {
 		return ctrl.Result{}, nil
@@ -346,7 +395,7 @@ func (r *InvitationReconciler) reconcileDelete(ctx context.Context, inv *v1alpha
 	if err := r.Store.PutInvitation(sctx, domainInvitation(inv, invite.StateRevoked)); err != nil && !errors.Is(err, invite.ErrCodeTaken) {
 		return ctrl.Result{}, fmt.Errorf("revoking %s: %w", inv.EffectiveCode(), err)
 	}
-	if err := r.deleteOrphanFleets(ctx, inv.Namespace, ""); err != nil {
+	if err := r.handOnFleets(ctx, inv); err != nil {
 		return ctrl.Result{}, err
 	}
 	log.FromContext(ctx).Info("Revoked invitation", "code", inv.EffectiveCode())
@@ -374,27 +423,38 @@ func (r *InvitationReconciler) campaign(ctx context.Context, namespace, name str
 
 // applyFleet server-side applies the campaign's children, skipping those
 // applied unchanged recently (see written).
-func (r *InvitationReconciler) applyFleet(ctx context.Context, c campaign) error {
-	opts := []client.ApplyOption{client.FieldOwner(FieldOwner), client.ForceOwnership}
-	now := r.Now()
-	for kind, obj := range map[string]runtime.ApplyConfiguration{
+func (r *InvitationReconciler) applyFleet(ctx context.Context, c campaign, p prescale) error {
+	objs := map[string]runtime.ApplyConfiguration{
 		"Deployment":              desiredDeployment(r.Fleet, c),
 		"Service":                 desiredService(c),
-		"HorizontalPodAutoscaler": desiredHPA(r.Fleet, c, floor(r.Fleet, c.Invitations, now)),
+		"HorizontalPodAutoscaler": desiredHPA(r.Fleet, c, p.Floor),
 		"PodDisruptionBudget":     desiredPDB(c),
-	} {
-		key := fleetKey(kind, c.Namespace, c.Name)
-		if r.written.unchanged(key, obj, now) {
-			continue
-		}
-		// Recorded before the apply: Apply fills obj with the server's
-		// answer (status, resourceVersion, managedFields), which would
-		// never digest equal to the next pass's desired object.
-		r.written.record(key, obj, now)
-		if err := r.Client.Apply(ctx, obj, opts...); err != nil {
-			r.written.forget(key)
+	}
+	if r.Fleet.NetworkPolicy {
+		objs["NetworkPolicy"] = desiredNetworkPolicy(c)
+	}
+	for kind, obj := range objs {
+		if err := r.apply(ctx, fleetKey(kind, c.Namespace, c.Name), obj); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// apply server-side applies obj unless it was applied unchanged recently
+// under key (see written).
+func (r *InvitationReconciler) apply(ctx context.Context, key string, obj runtime.ApplyConfiguration) error {
+	now := r.Now()
+	if r.written.unchanged(key, obj, now) {
+		return nil
+	}
+	// Recorded before the apply: Apply fills obj with the server's answer
+	// (status, resourceVersion, managedFields), which would never digest
+	// equal to the next pass's desired object.
+	r.written.record(key, obj, now)
+	if err := r.Client.Apply(ctx, obj, client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
+		r.written.forget(key)
+		return err
 	}
 	return nil
 }
@@ -406,48 +466,71 @@ func fleetKey(kind, namespace, campaign string) string {
 	return "fleet/" + kind + "/" + namespace + "/" + campaign
 }
 
-// deleteOrphanFleets removes the fleet of every campaign in namespace that has
-// no live invitation left, including one an invitation moved away from. live
-// names a campaign known to have one (the caller's), which is not listed
-// again.
-func (r *InvitationReconciler) deleteOrphanFleets(ctx context.Context, namespace, live string) error {
+// handOnFleets re-applies the fleet of every campaign whose objects inv owns
+// but which inv no longer keeps alive (it moved to another campaign, or is
+// being deleted), so ownership passes to the Invitations that stay. A
+// campaign left with none has its fleet deleted: the garbage collector
+// would keep it while inv, a live owner, exists.
+func (r *InvitationReconciler) handOnFleets(ctx context.Context, inv *v1alpha1.Invitation) error {
 	var deployments appsv1.DeploymentList
-	if err := r.Client.List(ctx, &deployments, client.InNamespace(namespace), client.MatchingLabels{LabelManagedBy: managedBy}, client.UnsafeDisableDeepCopy); err != nil {
+	if err := r.Client.List(ctx, &deployments, client.InNamespace(inv.Namespace), client.MatchingLabels{LabelManagedBy: managedBy}, client.UnsafeDisableDeepCopy); err != nil {
 		return err
 	}
 	var errs []error
 	for _, d := range deployments.Items {
 		name := d.Labels[LabelCampaign]
-		if name == live {
+		if name == inv.Spec.Campaign && inv.DeletionTimestamp.IsZero() || !ownedBy(d.OwnerReferences, inv.UID) {
 			continue
 		}
-		c, err := r.campaign(ctx, namespace, name)
-		if err != nil || len(c.Invitations) > 0 {
+		c, err := r.campaign(ctx, inv.Namespace, name)
+		switch {
+		case err != nil:
 			errs = append(errs, err)
-			continue
+		case len(c.Invitations) > 0:
+			r.forgetFleet(inv.Namespace, name)
+			errs = append(errs, r.applyFleet(ctx, c, prescaleAt(r.Fleet, c.Invitations, r.Now())))
+		case inv.DeletionTimestamp.IsZero():
+			errs = append(errs, r.deleteFleet(ctx, inv.Namespace, name))
 		}
-		for kind, obj := range map[string]client.Object{
-			"Deployment": &appsv1.Deployment{}, "Service": &corev1.Service{},
-			"HorizontalPodAutoscaler": &autoscalingv2.HorizontalPodAutoscaler{}, "PodDisruptionBudget": &policyv1.PodDisruptionBudget{},
-		} {
-			obj.SetNamespace(namespace)
-			obj.SetName(fleetName(name))
-			r.written.forget(fleetKey(kind, namespace, name))
-			if err := r.Client.Delete(ctx, obj); err != nil && !apierrors.IsNotFound(err) {
-				errs = append(errs, err)
-			}
-		}
-		log.FromContext(ctx).Info("Deleted fleet of a campaign without invitations", "campaign", name)
 	}
+	return errors.Join(errs...)
+}
+
+func ownedBy(refs []metav1.OwnerReference, uid types.UID) bool {
+	return slices.ContainsFunc(refs, func(o metav1.OwnerReference) bool { return o.UID == uid })
+}
+
+// forgetFleet makes the next applyFleet of a campaign apply every object.
+func (r *InvitationReconciler) forgetFleet(namespace, campaign string) {
+	for _, kind := range append(fleetKinds, "NetworkPolicy") {
+		r.written.forget(fleetKey(kind, namespace, campaign))
+	}
+}
+
+// deleteFleet deletes a campaign's fleet whose last Invitation moved away.
+func (r *InvitationReconciler) deleteFleet(ctx context.Context, namespace, campaign string) error {
+	r.forgetFleet(namespace, campaign)
+	var errs []error
+	for _, obj := range []client.Object{&appsv1.Deployment{}, &corev1.Service{}, &autoscalingv2.HorizontalPodAutoscaler{},
+		&policyv1.PodDisruptionBudget{}, &networkingv1.NetworkPolicy{}} {
+		obj.SetNamespace(namespace)
+		obj.SetName(fleetName(campaign))
+		if err := r.Client.Delete(ctx, obj); err != nil && !apierrors.IsNotFound(err) && !meta.IsNoMatchError(err) {
+			errs = append(errs, err)
+		}
+	}
+	log.FromContext(ctx).Info("Deleted fleet of a campaign without invitations", "campaign", campaign)
 	return errors.Join(errs...)
 }
 
 // requeue says when to look again without any event: soon while the code is
 // Active (usage changes with every redemption), at expiresAt, and otherwise
 // now and then (a deleted redemption can reopen an exhausted code).
-func (r *InvitationReconciler) requeue(inv *v1alpha1.Invitation, st v1alpha1.InvitationStatus) ctrl.Result {
+func (r *InvitationReconciler) requeue(inv *v1alpha1.Invitation, st v1alpha1.InvitationStatus, obs observation) ctrl.Result {
 	after := inactiveSync
-	if st.Phase == v1alpha1.PhaseActive {
+	// A fleet that does not serve may show its cause (a pod's waiting
+	// reason) without any Deployment change to wake us.
+	if st.Phase == v1alpha1.PhaseActive || obs.fleetKnown && !obs.fleet.Available {
 		after = r.UsageInterval
 	}
 	if inv.Spec.ExpiresAt != nil {
@@ -515,18 +598,73 @@ func (r *InvitationReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Ma
 	}); err != nil {
 		return err
 	}
-	fleetOnly := builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
+	r.fleets = newFleetWatch(mgr.GetClient(), r.Reader, r.Fleet.MailSecretName, r.UsageInterval, r.Now)
+	children := builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
 		return o.GetLabels()[LabelManagedBy] == managedBy
-	}))
-	return ctrl.NewControllerManagedBy(mgr).
-		For(&v1alpha1.Invitation{}).
-		Watches(&appsv1.Deployment{}, r.onFleetEvent("Deployment"), fleetOnly).
-		Watches(&corev1.Service{}, r.onFleetEvent("Service"), fleetOnly).
-		Watches(&autoscalingv2.HorizontalPodAutoscaler{}, r.onFleetEvent("HorizontalPodAutoscaler"), fleetOnly).
-		Watches(&policyv1.PodDisruptionBudget{}, r.onFleetEvent("PodDisruptionBudget"), fleetOnly).
-		Named("invitation").
+	}), childChanged())
+	b := ctrl.NewControllerManagedBy(mgr).
+		// Our own status writes change no generation: they wake nobody.
+		For(&v1alpha1.Invitation{}, builder.WithPredicates(predicate.Or(
+			predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}, finalizersChanged()))).
+		Watches(&appsv1.Deployment{}, r.onFleetEvent("Deployment"), children).
+		Watches(&corev1.Service{}, r.onFleetEvent("Service"), children).
+		Watches(&autoscalingv2.HorizontalPodAutoscaler{}, r.onFleetEvent("HorizontalPodAutoscaler"), children).
+		Watches(&policyv1.PodDisruptionBudget{}, r.onFleetEvent("PodDisruptionBudget"), children)
+	if r.Fleet.NetworkPolicy {
+		b = b.Watches(&networkingv1.NetworkPolicy{}, r.onFleetEvent("NetworkPolicy"), children)
+	}
+	if len(r.Routes.Gateways) > 0 {
+		b = b.Watches(&gatewayv1.HTTPRoute{}, r.onRouteEvent("HTTPRoute"), children)
+	}
+	if r.Routes.Ingress {
+		b = b.Watches(&networkingv1.Ingress{}, r.onRouteEvent("Ingress"), children)
+	}
+	return b.Named("invitation").
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.Workers}).
 		Complete(r)
+}
+
+// childChanged lets through what the reconciler acts on: a child's spec,
+// labels or owners changed by someone, a deletion, and a fleet Deployment
+// starting or ceasing to serve; not the status churn of scaling and
+// rollouts, which would requeue a whole campaign every few seconds in a
+// crowd.
+func childChanged() predicate.Funcs {
+	return predicate.Funcs{UpdateFunc: func(e ctrlevent.UpdateEvent) bool {
+		was, is := e.ObjectOld, e.ObjectNew
+		if is.GetGeneration() == 0 { // a Service: no generation, hardly any status
+			return was.GetResourceVersion() != is.GetResourceVersion()
+		}
+		if was.GetGeneration() != is.GetGeneration() || !maps.Equal(was.GetLabels(), is.GetLabels()) ||
+			!equality.Semantic.DeepEqual(was.GetOwnerReferences(), is.GetOwnerReferences()) {
+			return true
+		}
+		d1, ok1 := was.(*appsv1.Deployment)
+		d2, ok2 := is.(*appsv1.Deployment)
+		return ok1 && ok2 && judgeFleet(d1, nil).Available != judgeFleet(d2, nil).Available
+	}}
+}
+
+// finalizersChanged passes the updates that start a deletion or change
+// finalizers (neither changes the generation of every kind).
+func finalizersChanged() predicate.Funcs {
+	return predicate.Funcs{UpdateFunc: func(e ctrlevent.UpdateEvent) bool {
+		return !e.ObjectOld.GetDeletionTimestamp().Equal(e.ObjectNew.GetDeletionTimestamp()) ||
+			!slices.Equal(e.ObjectOld.GetFinalizers(), e.ObjectNew.GetFinalizers())
+	}}
+}
+
+// onRouteEvent maps an event on a route to the Invitation that controls it,
+// and marks the route dirty, so a hand-edited or deleted route is put back.
+func (r *InvitationReconciler) onRouteEvent(kind string) handler.EventHandler {
+	return handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+		owner := metav1.GetControllerOf(o)
+		if owner == nil || owner.Kind != "Invitation" {
+			return nil
+		}
+		r.written.forget("route/" + kind + "/" + o.GetNamespace() + "/" + owner.Name)
+		return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: owner.Name}}}
+	})
 }
 
 // onFleetEvent maps an event on a fleet object to the invitations of its

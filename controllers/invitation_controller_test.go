@@ -14,12 +14,16 @@ import (
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	v1alpha1 "github.com/velvetrope/velvetrope/api/v1alpha1"
 	"github.com/velvetrope/velvetrope/internal/invite"
@@ -132,6 +136,39 @@ func fleetObjects(ns, campaign string) []client.Object {
 		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}},
 		&autoscalingv2.HorizontalPodAutoscaler{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}},
 		&policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}},
+		&networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}},
+	}
+}
+
+// serveFleet writes the status kube-controller-manager's deployment
+// controller writes once a fleet's pods are ready: envtest runs no
+// controllers and no pods. test/cluster shows the real thing.
+func serveFleet(ns, campaign string) {
+	d := fleetObjects(ns, campaign)[0].(*appsv1.Deployment)
+	Eventually(exists(d)).Should(Succeed())
+	Eventually(func() error {
+		if err := exists(d)(); err != nil {
+			return err
+		}
+		d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: 2, ReadyReplicas: 2, AvailableReplicas: 2, UpdatedReplicas: 2,
+			Conditions: []appsv1.DeploymentCondition{{Type: appsv1.DeploymentAvailable, Status: corev1.ConditionTrue, Reason: "MinimumReplicasAvailable",
+				LastUpdateTime: metav1.Now(), LastTransitionTime: metav1.Now()}}}
+		return k8sClient.Status().Update(ctx, d)
+	}).Should(Succeed())
+}
+
+// mailServer gives ns's fleets a mail server, as the chart's mail Secret does.
+func mailServer(ns string) {
+	Expect(k8sClient.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: testFleet.MailSecretName},
+		StringData: map[string]string{"SMTP_HOST": "smtp.example.com"}})).To(Succeed())
+}
+
+func condition(typ string) func(v1alpha1.InvitationStatus) metav1.Condition {
+	return func(st v1alpha1.InvitationStatus) metav1.Condition {
+		if c := meta.FindStatusCondition(st.Conditions, typ); c != nil {
+			return *c
+		}
+		return metav1.Condition{}
 	}
 }
 
@@ -146,11 +183,19 @@ var _ = Describe("Invitation controller", func() {
 
 		Eventually(stored("launch-day")).Should(And(
 			HaveField("MaxUses", 1000), HaveField("State", invite.StateActive), HaveField("Campaign", "twitter")))
+		// Not Ready until the fleet serves.
 		Eventually(status(inv)).Should(And(
 			HaveField("Code", "launch-day"),
 			HaveField("Phase", v1alpha1.PhaseActive),
 			HaveField("Remaining", int32(1000)),
+			WithTransform(readyCondition, And(HaveField("Status", metav1.ConditionFalse), HaveField("Reason", ReasonFleetProgressing))),
+			WithTransform(condition(v1alpha1.ConditionFleetAvailable), HaveField("Reason", ReasonFleetProgressing)),
+		))
+		Consistently(status(inv), time.Second).Should(WithTransform(readyCondition, HaveField("Status", metav1.ConditionFalse)))
+		serveFleet(ns, "twitter")
+		Eventually(status(inv)).Should(And(
 			WithTransform(readyCondition, And(HaveField("Status", metav1.ConditionTrue), HaveField("Reason", ReasonServing))),
+			WithTransform(condition(v1alpha1.ConditionFleetAvailable), And(HaveField("Status", metav1.ConditionTrue), HaveField("Message", "2 of 2 pods ready"))),
 		))
 		got, _ := fetch(inv)()
 		Expect(got.Finalizers).To(ContainElement(Finalizer))
@@ -184,6 +229,36 @@ var _ = Describe("Invitation controller", func() {
 		Expect(*hpa.Spec.MinReplicas).To(Equal(int32(2)))
 		Expect(hpa.Spec.MaxReplicas).To(Equal(int32(10)))
 		Expect(objs[3].(*policyv1.PodDisruptionBudget).Spec.MaxUnavailable.IntValue()).To(Equal(1))
+		Expect(objs[4].(*networkingv1.NetworkPolicy).Spec.Ingress[0].Ports).To(HaveLen(2))
+		for _, o := range objs {
+			Expect(o.GetOwnerReferences()).To(ConsistOf(HaveField("UID", got.UID)), "%T is owned by the campaign's invitations", o)
+		}
+
+		// The routes, accepted by the API server with the Gateway API's CRDs.
+		route := &gatewayv1.HTTPRoute{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "velvetrope-launch-day"}}
+		Eventually(exists(route)).Should(Succeed())
+		Expect(route.Spec.Rules[0].Matches[0].Path.Value).To(HaveValue(Equal("/invitations/launch-day")))
+		Expect(route.Spec.Rules[0].BackendRefs[0].Name).To(BeEquivalentTo("velvetrope-twitter"))
+		Expect(route.Spec.ParentRefs[0].Name).To(BeEquivalentTo("public"))
+		Expect(metav1.IsControlledBy(route, got)).To(BeTrue())
+		ing := &networkingv1.Ingress{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "velvetrope-launch-day"}}
+		Eventually(exists(ing)).Should(Succeed())
+		Expect(*ing.Spec.IngressClassName).To(Equal("front"))
+		Expect(ing.Spec.Rules[0].HTTP.Paths[0].Backend.Service.Name).To(Equal("velvetrope-twitter"))
+		Expect(metav1.IsControlledBy(ing, got)).To(BeTrue())
+
+		// Moving the code to another campaign moves its route, and the
+		// emptied campaign's fleet goes.
+		update(inv, func(i *v1alpha1.Invitation) { i.Spec.Campaign = "telegram" })
+		Eventually(func() any { Expect(exists(route)()).To(Succeed()); return route.Spec.Rules[0].BackendRefs[0].Name }).Should(BeEquivalentTo("velvetrope-telegram"))
+		Eventually(func() any {
+			Expect(exists(ing)()).To(Succeed())
+			return ing.Spec.Rules[0].HTTP.Paths[0].Backend.Service.Name
+		}).Should(Equal("velvetrope-telegram"))
+		for _, o := range objs {
+			Eventually(func() bool { return apierrors.IsNotFound(exists(o)()) }).Should(BeTrue(), "%T of the emptied campaign left behind", o)
+		}
+		Eventually(exists(fleetObjects(ns, "telegram")[0])).Should(Succeed())
 	})
 
 	It("shows redemptions in status and printer columns, and becomes Exhausted", func() {
@@ -252,25 +327,60 @@ var _ = Describe("Invitation controller", func() {
 		Expect(defaulted.Spec.Campaign).To(Equal("default"))
 	})
 
-	It("runs one fleet per campaign and deletes it with the campaign's last invitation", func() {
+	It("runs one fleet per campaign, owned by its oldest invitations, and hands it on as they go", func() {
 		ns := newNamespace()
 		a := create(newInvitation(ns, "shared-a", 10, "shared"))
-		b := create(newInvitation(ns, "shared-b", 10, "shared"))
 		objs := fleetObjects(ns, "shared")
-		for _, o := range objs {
-			Eventually(exists(o)).Should(Succeed())
-		}
+		Eventually(exists(objs[0])).Should(Succeed())
+		b := create(newInvitation(ns, "shared-b", 10, "shared"))
+		c := create(newInvitation(ns, "shared-c", 10, "shared"))
+		d := create(newInvitation(ns, "shared-d", 10, "shared"))
 		var deployments appsv1.DeploymentList
 		Expect(k8sClient.List(ctx, &deployments, client.InNamespace(ns))).To(Succeed())
 		Expect(deployments.Items).To(HaveLen(1))
+		owners := func(o client.Object) func() []types.UID {
+			return func() []types.UID {
+				Expect(exists(o)()).To(Succeed())
+				var uids []types.UID
+				for _, ref := range o.GetOwnerReferences() {
+					uids = append(uids, ref.UID)
+				}
+				return uids
+			}
+		}
+		uids := map[*v1alpha1.Invitation]types.UID{}
+		for _, inv := range []*v1alpha1.Invitation{a, b, c, d} {
+			got, err := fetch(inv)()
+			Expect(err).NotTo(HaveOccurred())
+			uids[inv] = got.UID
+		}
+		uid := func(inv *v1alpha1.Invitation) types.UID { return uids[inv] }
+		for _, o := range objs {
+			Eventually(owners(o)).Should(HaveLen(3))
+			Expect(owners(o)()).To(ContainElement(uid(a)))
+		}
 
+		// The oldest owner goes: the fleet stays, owned by those that stay.
 		Expect(k8sClient.Delete(ctx, a)).To(Succeed())
 		Eventually(func() bool { _, err := fetch(a)(); return apierrors.IsNotFound(err) }).Should(BeTrue())
-		Consistently(exists(objs[0]), 2*time.Second).Should(Succeed())
-
-		Expect(k8sClient.Delete(ctx, b)).To(Succeed())
 		for _, o := range objs {
-			Eventually(func() bool { return apierrors.IsNotFound(exists(o)()) }).Should(BeTrue(), "%T left behind", o)
+			Expect(owners(o)()).To(ConsistOf(uid(b), uid(c), uid(d)), "%T handed on before the owner went", o)
+		}
+		// Deleting the rest leaves the fleet to Kubernetes' garbage
+		// collector (which envtest does not run; test/cluster shows it).
+		for _, inv := range []*v1alpha1.Invitation{b, c, d} {
+			Expect(k8sClient.Delete(ctx, inv)).To(Succeed())
+		}
+		for _, inv := range []*v1alpha1.Invitation{b, c, d} {
+			Eventually(func() bool { _, err := fetch(inv)(); return apierrors.IsNotFound(err) }).Should(BeTrue())
+		}
+		var live v1alpha1.InvitationList
+		Expect(k8sClient.List(ctx, &live, client.InNamespace(ns))).To(Succeed())
+		Expect(live.Items).To(BeEmpty())
+		for _, o := range objs {
+			for _, ref := range o.GetOwnerReferences() {
+				Expect([]types.UID{uid(b), uid(c), uid(d)}).To(ContainElement(ref.UID))
+			}
 		}
 	})
 
@@ -324,6 +434,7 @@ var _ = Describe("Invitation controller", func() {
 	It("does not apply an unchanged fleet again on every pass", func() {
 		ns := newNamespace()
 		inv := create(newInvitation(ns, "quiet", 10, "quiet"))
+		serveFleet(ns, "quiet")
 		Eventually(status(inv)).Should(WithTransform(readyCondition, HaveField("Status", metav1.ConditionTrue)))
 		Eventually(func() int { return applies.in(ns) }).Should(BeNumerically(">=", 4)) // the four fleet objects
 		// Creating them sends watch events, which re-apply each once; then
@@ -440,6 +551,7 @@ var _ = Describe("Codes and samples", func() {
 var _ = Describe("Mail visibility", func() {
 	It("counts emails and shows a stuck mail server as a condition", func() {
 		ns := newNamespace()
+		mailServer(ns)
 		inv := create(newInvitation(ns, "mailed", 10, "mailed"))
 		Eventually(status(inv)).Should(HaveField("Phase", v1alpha1.PhaseActive))
 		redeem("mailed", 0, "m1@example.com", "m2@example.com")
@@ -465,6 +577,22 @@ var _ = Describe("Mail visibility", func() {
 	})
 })
 
+var _ = Describe("Mail without a server", func() {
+	It("says emails wait in MongoDB until the mail Secret names a server", func() {
+		ns := newNamespace()
+		inv := create(newInvitation(ns, "unmailed", 10, "unmailed"))
+		Eventually(status(inv)).Should(HaveField("Phase", v1alpha1.PhaseActive))
+		redeem("unmailed", 0, "u1@example.com")
+		Eventually(status(inv)).Should(And(HaveField("Mail", v1alpha1.MailStatus{Pending: 1}),
+			WithTransform(condition(v1alpha1.ConditionMailDelivered), And(
+				HaveField("Status", metav1.ConditionFalse), HaveField("Reason", ReasonMailNotConfigured),
+				HaveField("Message", ContainSubstring("1 emails wait in MongoDB"))))))
+		Eventually(reasons(ns)).Should(ContainElement(ReasonMailNotConfigured))
+		mailServer(ns)
+		Eventually(status(inv), 10*time.Second).Should(WithTransform(condition(v1alpha1.ConditionMailDelivered), HaveField("Reason", Not(Equal(ReasonMailNotConfigured)))))
+	})
+})
+
 var _ = Describe("Mail templates", func() {
 	It("writes a ConfigMap's templates to MongoDB and refuses invalid ones", func() {
 		ns := newNamespace()
@@ -474,6 +602,7 @@ var _ = Describe("Mail templates", func() {
 		inv := create(newInvitation(ns, "templated", 10, "templated", func(i *v1alpha1.Invitation) {
 			i.Spec.Mail = &v1alpha1.MailSpec{TemplatesConfigMap: "beta-mail"}
 		}))
+		serveFleet(ns, "templated")
 		Eventually(stored("templated")).Should(HaveField("MailTemplates", HaveKeyWithValue("en.subject", "Your {{.GameName}} seat: {{.Code}}")))
 		Eventually(status(inv)).Should(WithTransform(readyCondition, HaveField("Status", metav1.ConditionTrue)))
 
@@ -504,6 +633,7 @@ var _ = Describe("MongoDB outage", Serial, func() {
 	It("turns Ready false with a clear reason, and recovers by itself", func() {
 		ns := newNamespace()
 		inv := create(newInvitation(ns, "outage", 10, "outage"))
+		serveFleet(ns, "outage")
 		Eventually(status(inv)).Should(WithTransform(readyCondition, HaveField("Status", metav1.ConditionTrue)))
 
 		Expect(mongoServer.Kill()).To(Succeed())

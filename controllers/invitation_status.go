@@ -21,20 +21,34 @@ type observation struct {
 	seedErr  error
 	usageErr error
 	fleetErr error
+
+	fleetKnown bool        // fleet was observed this pass
+	fleet      fleetHealth // valid when fleetKnown
+	prescale   prescale    // the campaign's, when fleetKnown
+	// mailKnown says whether mailConfigured could be told (the mail Secret
+	// was readable); mailSecret names it, for the message.
+	mailKnown, mailConfigured bool
+	mailSecret                string
 }
 
 // Condition reasons.
 const (
-	ReasonServing          = "Serving"
-	ReasonCodeConflict     = "CodeConflict"
-	ReasonTemplateInvalid  = "TemplateInvalid"
-	ReasonMongoUnavailable = "MongoDBUnavailable"
-	ReasonFleetFailed      = "FleetFailed"
-	ReasonWithinLimit      = "WithinLimit"
-	ReasonBelowUsage       = "MaxUsesBelowUsage"
-	ReasonDelivering       = "Delivering"
-	ReasonMailDelayed      = "MailDelayed"
-	ReasonMailFailed       = "MailFailed"
+	ReasonServing           = "Serving"
+	ReasonCodeConflict      = "CodeConflict"
+	ReasonTemplateInvalid   = "TemplateInvalid"
+	ReasonMongoUnavailable  = "MongoDBUnavailable"
+	ReasonFleetFailed       = "FleetFailed"
+	ReasonFleetProgressing  = "FleetProgressing"
+	ReasonFleetUnavailable  = "FleetUnavailable"
+	ReasonAvailable         = "Available"
+	ReasonMaxReplicas       = "MaxReplicas"
+	ReasonWithinMax         = "WithinMaxReplicas"
+	ReasonMailNotConfigured = "MailNotConfigured"
+	ReasonWithinLimit       = "WithinLimit"
+	ReasonBelowUsage        = "MaxUsesBelowUsage"
+	ReasonDelivering        = "Delivering"
+	ReasonMailDelayed       = "MailDelayed"
+	ReasonMailFailed        = "MailFailed"
 )
 
 // computeStatus derives the whole status from the spec, the previous status
@@ -55,7 +69,15 @@ func computeStatus(inv *v1alpha1.Invitation, prev v1alpha1.InvitationStatus, obs
 		}
 	}
 	st.Remaining = max(inv.Spec.MaxUses-st.Used, 0)
-	st.Phase = phase(inv, st.Used, obs.seeded || prev.Phase != "" && prev.Phase != v1alpha1.PhasePending, now)
+	// The phase says what players get, so it follows what MongoDB holds:
+	// a spec that could not be written (MongoDB down, code taken) keeps the
+	// phase last written, never one the redeemers do not know about.
+	switch {
+	case obs.seeded:
+		st.Phase = phase(inv, st.Used, true, now)
+	case prev.Phase == "":
+		st.Phase = v1alpha1.PhasePending
+	}
 
 	gen := inv.Generation
 	ready := metav1.Condition{Type: v1alpha1.ConditionReady, ObservedGeneration: gen}
@@ -69,11 +91,32 @@ func computeStatus(inv *v1alpha1.Invitation, prev v1alpha1.InvitationStatus, obs
 		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, ReasonMongoUnavailable, "MongoDB: "+err.Error()
 	case obs.fleetErr != nil:
 		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, ReasonFleetFailed, obs.fleetErr.Error()
+	case obs.fleetKnown && !obs.fleet.Available:
+		// Starting pods are progress; a cause that will not go away by
+		// itself (a missing Secret, an image that does not pull, a crash
+		// loop) is a failure.
+		ready.Status, ready.Reason = metav1.ConditionFalse, ReasonFleetUnavailable
+		if obs.fleet.Reason == ReasonFleetProgressing {
+			ready.Reason = ReasonFleetProgressing
+		}
+		ready.Message = fmt.Sprintf("the fleet of campaign %s does not serve yet: %s: %s", inv.Spec.Campaign, obs.fleet.Reason, obs.fleet.Message)
 	default:
 		ready.Status, ready.Reason = metav1.ConditionTrue, ReasonServing
 		ready.Message = fmt.Sprintf("%s: %d of %d used", st.Phase, st.Used, inv.Spec.MaxUses)
 	}
 	meta.SetStatusCondition(&st.Conditions, ready)
+
+	if obs.fleetKnown {
+		fleet := metav1.Condition{Type: v1alpha1.ConditionFleetAvailable, ObservedGeneration: gen,
+			Status: metav1.ConditionTrue, Reason: ReasonAvailable, Message: fmt.Sprintf("%d of %d pods ready", obs.fleet.Ready, obs.fleet.Desired)}
+		if !obs.fleet.Available {
+			fleet.Status, fleet.Reason, fleet.Message = metav1.ConditionFalse, obs.fleet.Reason, obs.fleet.Message
+		}
+		meta.SetStatusCondition(&st.Conditions, fleet)
+		if scaling, ok := scalingLimited(inv, obs.prescale, gen); ok {
+			meta.SetStatusCondition(&st.Conditions, scaling)
+		}
+	}
 
 	over := metav1.Condition{Type: v1alpha1.ConditionOverLimit, ObservedGeneration: gen,
 		Status: metav1.ConditionFalse, Reason: ReasonWithinLimit, Message: "maxUses is at least the redemptions made"}
@@ -87,6 +130,9 @@ func computeStatus(inv *v1alpha1.Invitation, prev v1alpha1.InvitationStatus, obs
 		mail := metav1.Condition{Type: v1alpha1.ConditionMailDelivered, ObservedGeneration: gen,
 			Status: metav1.ConditionTrue, Reason: ReasonDelivering, Message: fmt.Sprintf("%d sent, %d pending", st.Mail.Sent, st.Mail.Pending)}
 		switch {
+		case obs.mailKnown && !obs.mailConfigured:
+			mail.Status, mail.Reason = metav1.ConditionFalse, ReasonMailNotConfigured
+			mail.Message = fmt.Sprintf("no mail server: Secret %s in this namespace has no SMTP_HOST, so %d emails wait in MongoDB until it does", obs.mailSecret, st.Mail.Pending)
 		case !obs.mail.OldestPending.IsZero() && now.Sub(obs.mail.OldestPending) > mailDelay:
 			mail.Status, mail.Reason = metav1.ConditionFalse, ReasonMailDelayed
 			mail.Message = fmt.Sprintf("%d emails pending, the oldest for %s: is the mail server failing?", st.Mail.Pending, now.Sub(obs.mail.OldestPending).Round(time.Second))
@@ -101,6 +147,22 @@ func computeStatus(inv *v1alpha1.Invitation, prev v1alpha1.InvitationStatus, obs
 		st.ObservedGeneration = gen
 	}
 	return st
+}
+
+// scalingLimited says, for an Invitation that declares a launch, whether
+// MaxReplicas holds its campaign's fleet below what the launches in their
+// window expect. ok is false when it declares none.
+func scalingLimited(inv *v1alpha1.Invitation, p prescale, gen int64) (c metav1.Condition, ok bool) {
+	if inv.Spec.LaunchAt == nil || inv.Spec.ExpectedPeakRPS == 0 {
+		return c, false
+	}
+	c = metav1.Condition{Type: v1alpha1.ConditionScalingLimited, ObservedGeneration: gen,
+		Status: metav1.ConditionFalse, Reason: ReasonWithinMax, Message: fmt.Sprintf("the fleet's floor is %d pods", p.Floor)}
+	if p.Capped() {
+		c.Status, c.Reason = metav1.ConditionTrue, ReasonMaxReplicas
+		c.Message = fmt.Sprintf("the campaign's launches expect %d req/s, %d pods, but the fleet may have at most %d (--fleet-max-replicas)", p.RPS, p.Wanted, p.Floor)
+	}
+	return c, true
 }
 
 // phase orders the states as the redeemers do (internal/invite): expired
@@ -155,9 +217,11 @@ func transitions(prev, next v1alpha1.InvitationStatus) []event {
 			evs = append(evs, event{reason: "Paused", action: "Pause", note: fmt.Sprintf("Code %s is paused", next.Code)})
 		}
 	}
-	for _, typ := range []string{v1alpha1.ConditionReady, v1alpha1.ConditionMailDelivered} {
+	for _, typ := range []string{v1alpha1.ConditionReady, v1alpha1.ConditionFleetAvailable, v1alpha1.ConditionMailDelivered} {
 		was, now := meta.FindStatusCondition(prev.Conditions, typ), meta.FindStatusCondition(next.Conditions, typ)
-		if now != nil && now.Status == metav1.ConditionFalse && (was == nil || was.Status != metav1.ConditionFalse || was.Reason != now.Reason) {
+		// Pods starting is no failure: it makes no Warning.
+		if now != nil && now.Status == metav1.ConditionFalse && now.Reason != ReasonFleetProgressing &&
+			(was == nil || was.Status != metav1.ConditionFalse || was.Reason != now.Reason) {
 			evs = append(evs, event{warning: true, reason: now.Reason, action: "Reconcile", note: now.Message})
 		}
 	}

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -55,6 +57,15 @@ func TestComputeStatus(t *testing.T) {
 			v1alpha1.PhasePending, 0, 10, metav1.ConditionFalse, ReasonCodeConflict, metav1.ConditionFalse, 0},
 		{"fleet failed", base(), v1alpha1.InvitationStatus{}, observation{seeded: true, fleetErr: errors.New("forbidden")},
 			v1alpha1.PhaseActive, 0, 10, metav1.ConditionFalse, ReasonFleetFailed, metav1.ConditionFalse, 0},
+		{"a pause MongoDB did not get is not claimed", base(func(i *v1alpha1.Invitation) { i.Spec.Paused = true }),
+			v1alpha1.InvitationStatus{Used: 4, Phase: v1alpha1.PhaseActive, ObservedGeneration: 2},
+			observation{seedErr: down}, v1alpha1.PhaseActive, 4, 6, metav1.ConditionFalse, ReasonMongoUnavailable, metav1.ConditionFalse, 2},
+		{"fleet starting", base(), v1alpha1.InvitationStatus{}, observation{seeded: true, fleetKnown: true, fleet: fleetHealth{Reason: ReasonFleetProgressing}},
+			v1alpha1.PhaseActive, 0, 10, metav1.ConditionFalse, ReasonFleetProgressing, metav1.ConditionFalse, 3},
+		{"fleet stuck", base(), v1alpha1.InvitationStatus{}, observation{seeded: true, fleetKnown: true, fleet: fleetHealth{Reason: "ImagePullBackOff"}},
+			v1alpha1.PhaseActive, 0, 10, metav1.ConditionFalse, ReasonFleetUnavailable, metav1.ConditionFalse, 3},
+		{"fleet serving", base(), v1alpha1.InvitationStatus{}, observation{seeded: true, fleetKnown: true, fleet: fleetHealth{Available: true, Ready: 2, Desired: 2}},
+			v1alpha1.PhaseActive, 0, 10, metav1.ConditionTrue, ReasonServing, metav1.ConditionFalse, 3},
 	}
 	for _, tt := range tests {
 		st := computeStatus(tt.inv, tt.prev, tt.obs, now, time.Hour)
@@ -151,6 +162,78 @@ func TestMailDeliveredCondition(t *testing.T) {
 		}
 		if st.Mail.Sent != int32(tt.mail.Sent) || st.Mail.Pending != int32(tt.mail.Pending) || st.Mail.Failed != int32(tt.mail.Failed) {
 			t.Errorf("%s: counts %+v", tt.name, st.Mail)
+		}
+	}
+}
+
+func TestFleetConditions(t *testing.T) {
+	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	launch := metav1.NewTime(now)
+	inv := &v1alpha1.Invitation{ObjectMeta: metav1.ObjectMeta{Name: "c", Generation: 1},
+		Spec: v1alpha1.InvitationSpec{MaxUses: 10, LaunchAt: &launch, ExpectedPeakRPS: 50000}}
+	obs := observation{seeded: true, fleetKnown: true, fleet: fleetHealth{Reason: "CreateContainerConfigError", Message: `pod p: secret "velvetrope-mongodb" not found`},
+		prescale: prescale{Floor: 10, Wanted: 50, RPS: 50000}, mailKnown: true, mailSecret: "velvetrope-mail"}
+	st := computeStatus(inv, v1alpha1.InvitationStatus{}, obs, now, time.Hour)
+	for typ, want := range map[string]string{
+		v1alpha1.ConditionFleetAvailable: "False/CreateContainerConfigError",
+		v1alpha1.ConditionScalingLimited: "True/" + ReasonMaxReplicas,
+		v1alpha1.ConditionMailDelivered:  "False/" + ReasonMailNotConfigured,
+	} {
+		c := meta.FindStatusCondition(st.Conditions, typ)
+		if c == nil || string(c.Status)+"/"+c.Reason != want {
+			t.Errorf("%s: %+v, want %s", typ, c, want)
+		}
+	}
+	if c := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionFleetAvailable); c == nil || c.Message != obs.fleet.Message {
+		t.Error("FleetAvailable names the cause")
+	}
+	var reasons []string
+	for _, e := range transitions(v1alpha1.InvitationStatus{}, st) {
+		reasons = append(reasons, e.reason)
+	}
+	if fmt.Sprint(reasons) != fmt.Sprint([]string{"Seeded", ReasonFleetUnavailable, "CreateContainerConfigError", ReasonMailNotConfigured}) {
+		t.Errorf("events %v: each cause once, as a Warning", reasons)
+	}
+	noLaunch := inv.DeepCopy()
+	noLaunch.Spec.LaunchAt = nil
+	if st := computeStatus(noLaunch, v1alpha1.InvitationStatus{}, obs, now, time.Hour); meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionScalingLimited) != nil {
+		t.Error("ScalingLimited only on Invitations that declare a launch")
+	}
+}
+
+func TestJudgeFleet(t *testing.T) {
+	available := func(ready int32) *appsv1.Deployment {
+		return &appsv1.Deployment{Status: appsv1.DeploymentStatus{Replicas: 2, ReadyReplicas: ready,
+			Conditions: []appsv1.DeploymentCondition{{Type: appsv1.DeploymentAvailable, Status: corev1.ConditionTrue}}}}
+	}
+	starting := &appsv1.Deployment{Status: appsv1.DeploymentStatus{Replicas: 2,
+		Conditions: []appsv1.DeploymentCondition{{Type: appsv1.DeploymentAvailable, Status: corev1.ConditionFalse}}}}
+	waiting := func(reason string) corev1.Pod {
+		return corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p"}, Status: corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{
+			{State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: reason, Message: "because"}}}}}}
+	}
+	unschedulable := corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p"}, Status: corev1.PodStatus{Conditions: []corev1.PodCondition{
+		{Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: corev1.PodReasonUnschedulable, Message: "0/1 nodes"}}}}
+	tests := []struct {
+		name      string
+		d         *appsv1.Deployment
+		pods      []corev1.Pod
+		available bool
+		reason    string
+	}{
+		{"serving", available(2), nil, true, ""},
+		{"available but nothing ready", available(0), nil, false, ReasonFleetProgressing},
+		{"not yet created", nil, nil, false, ReasonFleetProgressing},
+		{"pods starting", starting, []corev1.Pod{waiting("ContainerCreating")}, false, ReasonFleetProgressing},
+		{"missing Secret", starting, []corev1.Pod{waiting("ContainerCreating"), waiting("CreateContainerConfigError")}, false, "CreateContainerConfigError"},
+		{"bad image", starting, []corev1.Pod{waiting("ImagePullBackOff")}, false, "ImagePullBackOff"},
+		{"crash loop", starting, []corev1.Pod{waiting("CrashLoopBackOff")}, false, "CrashLoopBackOff"},
+		{"no room", starting, []corev1.Pod{unschedulable}, false, corev1.PodReasonUnschedulable},
+	}
+	for _, tt := range tests {
+		h := judgeFleet(tt.d, tt.pods)
+		if h.Available != tt.available || h.Reason != tt.reason {
+			t.Errorf("%s: %+v, want available=%v reason %q", tt.name, h, tt.available, tt.reason)
 		}
 	}
 }

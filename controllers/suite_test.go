@@ -21,6 +21,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
 	v1alpha1 "github.com/velvetrope/velvetrope/api/v1alpha1"
 	"github.com/velvetrope/velvetrope/internal/mongostore"
 	"github.com/velvetrope/velvetrope/internal/testbed"
@@ -45,7 +47,13 @@ var testFleet = FleetConfig{
 	MinReplicas: 2, MaxReplicas: 10, CPUTarget: 60, PodCapacityRPS: 1000,
 	PrescaleWindow: 10 * time.Minute, DrainDelay: 5 * time.Second, ShutdownTimeout: 15 * time.Second,
 	CPURequest: resource.MustParse("250m"), MemoryRequest: resource.MustParse("64Mi"), MemoryLimit: resource.MustParse("256Mi"),
+	PrescaleHold: 30 * time.Minute, NetworkPolicy: true,
 }
+
+// testRoutes makes both kinds of route; the API server validates them with
+// the Gateway API's own CRDs.
+var testRoutes = RouteConfig{Gateways: []GatewayRef{{Namespace: "edge", Name: "public"}}, Hostnames: []string{"beta.example.com"},
+	Ingress: true, IngressClass: "front"}
 
 func TestControllers(t *testing.T) {
 	RegisterFailHandler(Fail)
@@ -57,8 +65,10 @@ var _ = BeforeSuite(func() {
 	assets, err := testbed.EnvtestAssets()
 	Expect(err).NotTo(HaveOccurred())
 	kubectl = filepath.Join(assets, "kubectl")
+	gatewayCRDs, err := testbed.GatewayAPICRDs()
+	Expect(err).NotTo(HaveOccurred())
 	testEnv = &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join("..", "config", "crd", "bases")},
+		CRDDirectoryPaths:     append([]string{filepath.Join("..", "config", "crd", "bases")}, gatewayCRDs...),
 		ErrorIfCRDPathMissing: true,
 		BinaryAssetsDirectory: assets,
 	}
@@ -68,6 +78,7 @@ var _ = BeforeSuite(func() {
 	scheme := runtime.NewScheme()
 	Expect(clientgoscheme.AddToScheme(scheme)).To(Succeed())
 	Expect(v1alpha1.AddToScheme(scheme)).To(Succeed())
+	Expect(gatewayv1.Install(scheme)).To(Succeed())
 	k8sClient, err = client.New(restConfig, client.Options{Scheme: scheme})
 	Expect(err).NotTo(HaveOccurred())
 
@@ -95,6 +106,7 @@ var _ = BeforeSuite(func() {
 		Recorder:       mgr.GetEventRecorder("velvetrope-operator"),
 		Now:            time.Now,
 		Fleet:          testFleet,
+		Routes:         testRoutes,
 		UsageInterval:  300 * time.Millisecond,
 		MailDelayAfter: 2 * time.Second,
 	}

@@ -98,15 +98,26 @@ const (
 
 // Condition types.
 const (
-	// ConditionReady is True when MongoDB holds the invitation as specified
-	// and its usage was read: the code is served as asked.
+	// ConditionReady is True when MongoDB holds the invitation as specified,
+	// its usage was read and its campaign's fleet serves: the code is served
+	// as asked.
 	ConditionReady = "Ready"
 	// ConditionOverLimit is True when maxUses was lowered below the
 	// redemptions that already exist.
 	ConditionOverLimit = "OverLimit"
-	// ConditionMailDelivered is False when emails wait too long (the mail
-	// server is failing) or some were given up.
+	// ConditionMailDelivered is False when the fleet has no mail server,
+	// emails wait too long (the mail server is failing) or some were given
+	// up.
 	ConditionMailDelivered = "MailDelivered"
+	// ConditionFleetAvailable is True when the campaign's redeemer fleet
+	// serves (Deployment Available, pods ready); False names the cause
+	// (CreateContainerConfigError, ImagePullBackOff, CrashLoopBackOff,
+	// Unschedulable…).
+	ConditionFleetAvailable = "FleetAvailable"
+	// ConditionScalingLimited is True when --fleet-max-replicas holds the
+	// fleet below what the campaign's launches expect (expectedPeakRPS);
+	// set only on Invitations that declare a launch.
+	ConditionScalingLimited = "ScalingLimited"
 )
 
 // MailStatus counts the instructions emails of an invitation.

@@ -3,6 +3,7 @@ package testbed
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 )
@@ -64,4 +65,30 @@ func NodeBinaries() (map[string]string, error) {
 		m[t.name] = bins[i]
 	}
 	return m, nil
+}
+
+// GatewayAPICRDs returns the Gateway API's standard HTTPRoute and Gateway
+// CRDs, from the module the operator builds against (so the API server
+// validates routes with the schema the operator's types come from).
+func GatewayAPICRDs() ([]string, error) {
+	root, err := ModuleRoot()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/gateway-api")
+	cmd.Dir = root
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("locating the gateway-api module: %w", err)
+	}
+	dir := filepath.Join(strings.TrimSpace(string(out)), "config", "crd", "standard")
+	var files []string
+	for _, kind := range []string{"httproutes", "gateways"} {
+		f := filepath.Join(dir, "gateway.networking.k8s.io_"+kind+".yaml")
+		if _, err := os.Stat(f); err != nil {
+			return nil, err
+		}
+		files = append(files, f)
+	}
+	return files, nil
 }

@@ -1,0 +1,169 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// fleetHealth is whether a campaign's fleet serves, and if not, why.
+type fleetHealth struct {
+	Available      bool
+	Ready, Desired int32
+	// Reason and Message name what keeps pods from serving: a container
+	// waiting reason (CreateContainerConfigError, ImagePullBackOff,
+	// CrashLoopBackOff…), Unschedulable, ProgressDeadlineExceeded; or
+	// ReasonFleetProgressing while pods are simply starting.
+	Reason, Message string
+}
+
+// Causes Kubernetes gives for a container that will not start by itself.
+var stuckReasons = map[string]bool{
+	"CreateContainerConfigError": true, "CreateContainerError": true, "InvalidImageName": true,
+	"ErrImagePull": true, "ImagePullBackOff": true, "CrashLoopBackOff": true, "RunContainerError": true,
+}
+
+// judgeFleet reads a fleet's health from its Deployment and, only when it
+// does not serve, from its pods. Pure.
+func judgeFleet(d *appsv1.Deployment, pods []corev1.Pod) fleetHealth {
+	if d == nil {
+		return fleetHealth{Reason: ReasonFleetProgressing, Message: "the fleet's Deployment is being created"}
+	}
+	h := fleetHealth{Ready: d.Status.ReadyReplicas, Desired: d.Status.Replicas}
+	var progressing *appsv1.DeploymentCondition
+	for i, c := range d.Status.Conditions {
+		switch {
+		case c.Type == appsv1.DeploymentAvailable && c.Status == corev1.ConditionTrue:
+			h.Available = d.Status.ReadyReplicas > 0
+		case c.Type == appsv1.DeploymentProgressing:
+			progressing = &d.Status.Conditions[i]
+		}
+	}
+	if h.Available {
+		return h
+	}
+	for _, p := range pods {
+		for _, cs := range p.Status.ContainerStatuses {
+			if w := cs.State.Waiting; w != nil && stuckReasons[w.Reason] {
+				h.Reason, h.Message = w.Reason, fmt.Sprintf("pod %s: %s", p.Name, w.Message)
+				return h
+			}
+		}
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable {
+				h.Reason, h.Message = c.Reason, fmt.Sprintf("pod %s: %s", p.Name, c.Message)
+				return h
+			}
+		}
+	}
+	if progressing != nil && progressing.Reason == "ProgressDeadlineExceeded" {
+		h.Reason, h.Message = progressing.Reason, progressing.Message
+		return h
+	}
+	h.Reason, h.Message = ReasonFleetProgressing, fmt.Sprintf("%d of %d pods ready", h.Ready, h.Desired)
+	return h
+}
+
+// fleetWatch observes fleets for reconcile passes. A campaign of a thousand
+// Invitations asks about its fleet a thousand times per interval; the pods
+// are listed (uncached: the operator does not cache every pod of the
+// cluster) at most once per Deployment version and ttl.
+type fleetWatch struct {
+	client client.Reader // the cache: Deployments
+	reader client.Reader // the API server: pods, the mail Secret
+	mail   string        // the mail Secret's name; empty: none
+	ttl    time.Duration
+	now    func() time.Time
+
+	mu     sync.Mutex
+	health map[string]seenHealth
+	smtp   map[string]seenMail // by namespace
+}
+
+type seenHealth struct {
+	version string
+	at      time.Time
+	h       fleetHealth
+}
+
+type seenMail struct {
+	at         time.Time
+	configured bool
+}
+
+func newFleetWatch(cache, api client.Reader, mailSecret string, ttl time.Duration, now func() time.Time) *fleetWatch {
+	return &fleetWatch{client: cache, reader: api, mail: mailSecret, ttl: ttl, now: now,
+		health: map[string]seenHealth{}, smtp: map[string]seenMail{}}
+}
+
+// +kubebuilder:rbac:groups="",resources=pods,verbs=list
+
+func (w *fleetWatch) fleet(ctx context.Context, namespace, campaign string) (fleetHealth, error) {
+	var d appsv1.Deployment
+	err := w.client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: fleetName(campaign)}, &d)
+	if apierrors.IsNotFound(err) {
+		return judgeFleet(nil, nil), nil
+	}
+	if err != nil {
+		return fleetHealth{}, err
+	}
+	key, version := namespace+"/"+campaign, d.ResourceVersion
+	w.mu.Lock()
+	seen, ok := w.health[key]
+	w.mu.Unlock()
+	if ok && seen.version == version && (seen.h.Available || w.now().Sub(seen.at) < w.ttl) {
+		return seen.h, nil
+	}
+	h := judgeFleet(&d, nil)
+	if !h.Available {
+		var pods corev1.PodList
+		if err := w.reader.List(ctx, &pods, client.InNamespace(namespace), client.MatchingLabels(selectorLabels(campaign))); err != nil {
+			return fleetHealth{}, err
+		}
+		h = judgeFleet(&d, pods.Items)
+	}
+	w.mu.Lock()
+	w.health[key] = seenHealth{version: version, at: w.now(), h: h}
+	w.mu.Unlock()
+	return h, nil
+}
+
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get,resourceNames=velvetrope-mail
+
+// mailConfigured reports whether the namespace's fleets have a mail server:
+// SMTP_HOST in the mail Secret. Only that key is looked at; nothing of the
+// Secret is kept or logged. ok is false when it cannot be told (the Secret
+// is not readable), so nothing is claimed.
+func (w *fleetWatch) mailConfigured(ctx context.Context, namespace string) (configured, ok bool) {
+	if w.mail == "" {
+		return false, true
+	}
+	w.mu.Lock()
+	seen, cached := w.smtp[namespace]
+	w.mu.Unlock()
+	if cached && w.now().Sub(seen.at) < w.ttl {
+		return seen.configured, true
+	}
+	var s corev1.Secret
+	err := w.reader.Get(ctx, client.ObjectKey{Namespace: namespace, Name: w.mail}, &s)
+	if err != nil && !apierrors.IsNotFound(err) {
+		return false, false
+	}
+	configured = len(s.Data["SMTP_HOST"]) > 0
+	w.mu.Lock()
+	w.smtp[namespace] = seenMail{at: w.now(), configured: configured}
+	w.mu.Unlock()
+	return configured, true
+}
+
+func (w *fleetWatch) forget(namespace, campaign string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.health, namespace+"/"+campaign)
+}
