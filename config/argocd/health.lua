@@ -28,8 +28,11 @@ if obj.metadata ~= nil and obj.metadata.generation ~= nil and
   return hs
 end
 if ready.status ~= "True" then
+  -- FleetProgressing (pods starting) stays Progressing; a fleet that
+  -- will not start by itself (FleetUnavailable) is Degraded.
   if ready.reason == "MongoDBUnavailable" or ready.reason == "CodeConflict" or
-     ready.reason == "TemplateInvalid" or ready.reason == "FleetFailed" then
+     ready.reason == "TemplateInvalid" or ready.reason == "FleetFailed" or
+     ready.reason == "FleetUnavailable" then
     hs.status = "Degraded"
     hs.message = ready.reason .. ": " .. (ready.message or "")
   else

@@ -80,6 +80,8 @@ func TestInvitationHealth(t *testing.T) {
 		{"paused but MongoDB down: the pause is not applied", `{"metadata":{"generation":2},"spec":{"maxUses":10,"paused":true},"status":{"observedGeneration":1,"conditions":[{"type":"Ready","status":"False","reason":"MongoDBUnavailable","message":"x","observedGeneration":2}]}}`, "Degraded"},
 		{"the Ready condition judged an older spec", `{"metadata":{"generation":3},"spec":{"maxUses":10},"status":{"observedGeneration":2,"conditions":[{"type":"Ready","status":"True","reason":"Serving","message":"x","observedGeneration":2}]}}`, "Progressing"},
 		{"code taken", `{"metadata":{"generation":1},"spec":{"maxUses":10},"status":{"observedGeneration":1,"conditions":[{"type":"Ready","status":"False","reason":"CodeConflict","message":"x"}]}}`, "Degraded"},
+		{"fleet pods starting", `{"metadata":{"generation":1},"spec":{"maxUses":10},"status":{"observedGeneration":1,"conditions":[{"type":"Ready","status":"False","reason":"FleetProgressing","message":"1 of 2 pods ready","observedGeneration":1}]}}`, "Progressing"},
+		{"fleet cannot start", `{"metadata":{"generation":1},"spec":{"maxUses":10},"status":{"observedGeneration":1,"conditions":[{"type":"Ready","status":"False","reason":"FleetUnavailable","message":"ImagePullBackOff","observedGeneration":1}]}}`, "Degraded"},
 		{"no Ready condition yet", `{"metadata":{"generation":1},"spec":{"maxUses":10},"status":{"observedGeneration":1,"conditions":[{"type":"OverLimit","status":"False"}]}}`, "Progressing"},
 	}
 	for _, tt := range tests {
