@@ -29,11 +29,11 @@ func TestParseConfig(t *testing.T) {
 	if !c.http.Folding.PlusTags || !c.http.Folding.GmailDots || c.http.RateLimit != 60 || c.http.RateLimitKeys != 65536 {
 		t.Errorf("defaults: %+v", c.http)
 	}
-	if c.metricsAddr != ":9090" {
-		t.Errorf("default metrics address %q, want :9090", c.metricsAddr)
+	if c.metricsAddr != ":9090" || c.mail.smtp.Host != "" || c.mail.dir != "" || !c.mail.dispatch {
+		t.Errorf("defaults: metrics on %q, smtp host %q, mail dir %q, dispatch %v; want :9090, none, none, true", c.metricsAddr, c.mail.smtp.Host, c.mail.dir, c.mail.dispatch)
 	}
-	if c, err := parseConfig([]string{"--mongodb-uri", "m"}, env("METRICS_ADDR", "127.0.0.1:9999"), io.Discard); err != nil || c.metricsAddr != "127.0.0.1:9999" {
-		t.Errorf("METRICS_ADDR: %q %v", c.metricsAddr, err)
+	if c, err := parseConfig([]string{"--mongodb-uri", "m"}, env("METRICS_ADDR", "127.0.0.1:9999", "MAIL_DIR", "/tmp/mail"), io.Discard); err != nil || c.metricsAddr != "127.0.0.1:9999" || c.mail.dir != "/tmp/mail" {
+		t.Errorf("METRICS_ADDR, MAIL_DIR: %q %q %v", c.metricsAddr, c.mail.dir, err)
 	}
 	for _, off := range []struct {
 		args []string

@@ -66,6 +66,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	if err := mail.RegisterConfigured(reg, dispatcher != nil); err != nil {
+		return err
+	}
+	if dispatcher == nil && cfg.mail.dispatch {
+		// A warning, which logr cannot write: nothing is lost, but no player
+		// hears from us until someone configures a mail server.
+		zl.Named("mail").Warn("No mail server configured (--smtp-host, SMTP_HOST): this redeemer sends no emails. " +
+			"Each redemption's email waits, pending, in MongoDB; a redeemer started with a mail server sends it. " +
+			"(--mail-dir writes them as .eml files instead, for development.)")
+	}
 
 	// Both listeners are bound before anything is logged as listening, so
 	// tests and tools can pass port 0 and read both addresses from that line.
@@ -189,14 +199,18 @@ func newZap(w io.Writer, level zapcore.Level) *zap.Logger {
 	return zap.New(core)
 }
 
-// newDispatcher wires the mail dispatcher, or returns nil when disabled.
-// Without --smtp-host, emails are written as .eml files to --mail-dir.
+// newDispatcher wires the mail dispatcher: SMTP with --smtp-host, else .eml
+// files in --mail-dir. It returns nil when this process sends no mail: with
+// --mail-dispatch=false, or with neither a mail server nor a directory, where
+// a dispatcher would have nowhere to send. Emails then wait in MongoDB's
+// outbox, pending, for a process that has one: a dispatcher that counted
+// them sent into a directory nobody reads would lose them.
 func newDispatcher(c mailConfig, store *mongostore.Store, reg prometheus.Registerer, log logr.Logger) (*mail.Dispatcher, error) {
-	if !c.dispatch {
+	var sender mail.Sender
+	switch {
+	case !c.dispatch:
 		return nil, nil
-	}
-	var sender mail.Sender = mail.Dir{Path: c.dir}
-	if c.smtp.Host != "" {
+	case c.smtp.Host != "":
 		if c.smtp.Timeout == 0 {
 			c.smtp.Timeout = 20 * time.Second
 		}
@@ -205,8 +219,11 @@ func newDispatcher(c mailConfig, store *mongostore.Store, reg prometheus.Registe
 			return nil, fmt.Errorf("%w: %v", errUsage, err)
 		}
 		sender = s
-	} else {
-		log.Info("No --smtp-host: emails are written as files", "dir", c.dir)
+	case c.dir != "":
+		log.Info("No --smtp-host: emails are written as files and counted sent", "dir", c.dir)
+		sender = mail.Dir{Path: c.dir}
+	default:
+		return nil, nil
 	}
 	key := []byte(c.tokenKey)
 	if len(key) == 0 {

@@ -16,14 +16,30 @@ import (
 	"github.com/velvetrope/velvetrope/internal/testbed"
 )
 
+// startRedeemer starts a redeemer on a database of its own (newDatabase),
+// writing emails to a temporary --mail-dir.
 func startRedeemer(t *testing.T, extra ...string) (*testbed.Process, *mongostore.Store) {
+	t.Helper()
+	name, st := newDatabase(t)
+	return startRedeemerOn(t, name, extra...), st
+}
+
+// newDatabase makes the test a database holding the invitation twitter-reg1
+// (10 uses) and returns its name.
+func newDatabase(t *testing.T) (string, *mongostore.Store) {
 	t.Helper()
 	db := mongoServer.Database(t)
 	st := mongostore.New(db)
 	if err := st.PutInvitation(context.Background(), invite.Invitation{Code: "twitter-reg1", MaxUses: 10, State: invite.StateActive}); err != nil {
 		t.Fatal(err)
 	}
-	args := append([]string{"--listen", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--mongodb-uri", mongoServer.URI, "--mongodb-database", db.Name(), "--poll-interval", "100ms", "--mail-dir", t.TempDir()}, extra...)
+	return db.Name(), st
+}
+
+// startRedeemerOn starts a redeemer on database, which may be another's.
+func startRedeemerOn(t *testing.T, database string, extra ...string) *testbed.Process {
+	t.Helper()
+	args := append([]string{"--listen", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--mongodb-uri", mongoServer.URI, "--mongodb-database", database, "--poll-interval", "100ms", "--mail-dir", t.TempDir()}, extra...)
 	p, err := testbed.StartProcess(redeemerBin, args)
 	if err != nil {
 		t.Fatal(err)
@@ -35,7 +51,7 @@ func startRedeemer(t *testing.T, extra ...string) (*testbed.Process, *mongostore
 		}
 	})
 	waitStatus(t, "http://"+p.Addr+"/readyz", 200)
-	return p, st
+	return p
 }
 
 func waitStatus(t *testing.T, url string, want int) {

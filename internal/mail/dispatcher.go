@@ -304,6 +304,21 @@ func redact(err error, e invite.Email) string {
 	return s
 }
 
+// RegisterConfigured registers velvetrope_mail_configured: 1 when this
+// process sends the outbox's emails (it runs a dispatcher), 0 when they wait
+// in MongoDB for a process that does. Unlike the dispatcher's own metrics it
+// exists in every process, so a missing mail server shows as a 0.
+func RegisterConfigured(reg prometheus.Registerer, sending bool) error {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "velvetrope_mail_configured",
+		Help: "1 when this process sends emails (a mail server, or --mail-dir); 0 when they wait in MongoDB unsent (no mail server configured, or --mail-dispatch=false).",
+	})
+	if sending {
+		g.Set(1)
+	}
+	return reg.Register(g)
+}
+
 type metrics struct {
 	sent, failed, retried prometheus.Counter
 	oldest                prometheus.Gauge

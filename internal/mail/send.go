@@ -77,8 +77,10 @@ func Permanent(err error) bool {
 	return false
 }
 
-// Dir writes each message as an .eml file: the local default when no mail
-// server is configured, so a local run shows what players would receive.
+// Dir writes each message as an .eml file, so a local run shows what players
+// would receive. Only an explicit choice (the redeemer's --mail-dir): a
+// message written here counts as sent, yet nobody receives it, so without
+// a mail server or a directory the redeemer sends nothing and emails wait.
 type Dir struct{ Path string }
 
 // Send writes m to <Path>/<message id>.eml.
