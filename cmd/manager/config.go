@@ -85,6 +85,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.Var(int32Value{&c.fleet.CPUTarget}, "fleet-cpu-target", "HPA average CPU utilisation target, percent of the CPU request")
 	fs.Var(int32Value{&c.fleet.PodCapacityRPS}, "pod-capacity-rps", "requests per second one redeemer pod serves, for pre-scaling")
 	fs.DurationVar(&c.fleet.PrescaleWindow, "prescale-window", 15*time.Minute, "how long before launchAt the fleet is scaled up")
+	fs.DurationVar(&c.fleet.PrescaleHold, "prescale-hold", 30*time.Minute, "how long after launchAt a launch still holds the fleet's pre-scaled floor (the crowd arrives at launch and fades)")
 	fs.DurationVar(&c.fleet.DrainDelay, "fleet-drain-delay", 5*time.Second, "redeemer drain delay after SIGTERM")
 	fs.DurationVar(&c.fleet.ShutdownTimeout, "fleet-shutdown-timeout", 15*time.Second, "redeemer shutdown timeout after the drain delay")
 	fs.Var(quantityValue{&c.fleet.CPURequest}, "fleet-cpu-request", "redeemer CPU request (the HPA scales on it)")
@@ -135,7 +136,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	case c.fleet.MemoryRequest.Cmp(c.fleet.MemoryLimit) > 0:
 		// The API server would refuse every fleet Deployment.
 		return c, fmt.Errorf("%w: --fleet-memory-request must not exceed --fleet-memory-limit", errUsage)
-	case c.usageInterval <= 0 || c.mailDelay <= 0 || c.fleet.ShutdownTimeout <= 0 || c.fleet.DrainDelay < 0 || c.fleet.PrescaleWindow < 0:
+	case c.usageInterval <= 0 || c.mailDelay <= 0 || c.fleet.ShutdownTimeout <= 0 || c.fleet.DrainDelay < 0 || c.fleet.PrescaleWindow < 0 ||
+		c.fleet.PrescaleHold <= 0:
 		return c, fmt.Errorf("%w: durations must be positive (--fleet-drain-delay and --prescale-window may be 0)", errUsage)
 	}
 	return c, nil

@@ -56,6 +56,7 @@ func TestParseConfigDefaults(t *testing.T) {
 		{"fleet-cpu-target", f.CPUTarget, int32(60)},
 		{"pod-capacity-rps", f.PodCapacityRPS, int32(2000)},
 		{"prescale-window", f.PrescaleWindow, 15 * time.Minute},
+		{"prescale-hold", f.PrescaleHold, 30 * time.Minute},
 		{"fleet-drain-delay", f.DrainDelay, 5 * time.Second},
 		{"fleet-shutdown-timeout", f.ShutdownTimeout, 15 * time.Second},
 		{"fleet-cpu-request", f.CPURequest.String(), "250m"},
@@ -129,6 +130,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{[]string{"--fleet-shutdown-timeout=0s"}, pod, "durations must be positive"},
 		{[]string{"--fleet-drain-delay=-1s"}, pod, "durations must be positive"},
 		{[]string{"--prescale-window=-1s"}, pod, "durations must be positive"},
+		{[]string{"--prescale-hold=0s"}, pod, "durations must be positive"},
 	} {
 		_, err := parseConfig(tt.args, env(tt.env...), io.Discard)
 		if !errors.Is(err, errUsage) || !strings.Contains(err.Error(), tt.want) {

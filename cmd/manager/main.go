@@ -11,14 +11,10 @@ import (
 	"os"
 	"time"
 
-	"k8s.io/apimachinery/pkg/runtime"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
-	v1alpha1 "github.com/velvetrope/velvetrope/api/v1alpha1"
 	"github.com/velvetrope/velvetrope/controllers"
 	"github.com/velvetrope/velvetrope/internal/mongostore"
 )
@@ -44,10 +40,6 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&cfg.zap)))
 	log := ctrl.Log.WithName("setup")
 
-	scheme := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
-	utilruntime.Must(v1alpha1.AddToScheme(scheme))
-
 	restConfig := ctrl.GetConfigOrDie()
 	if cfg.fleet.Image == "" {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -59,7 +51,7 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 		cfg.fleet.Image = image
 		log.Info("Fleets run the manager's own image", "image", cfg.fleet.Image)
 	}
-	mgr, err := ctrl.NewManager(restConfig, managerOptions(cfg, scheme))
+	mgr, err := ctrl.NewManager(restConfig, managerOptions(cfg, newScheme()))
 	if err != nil {
 		return fmt.Errorf("manager: %w", err)
 	}
