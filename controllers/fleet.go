@@ -69,11 +69,14 @@ const (
 	LabelName      = "app.kubernetes.io/name"
 	LabelInstance  = "app.kubernetes.io/instance"
 	LabelManagedBy = "app.kubernetes.io/managed-by"
-	managedBy      = "velvetrope-operator"
-	redeemerName   = "velvetrope-redeemer"
-	httpPort       = 8080
-	metricsPort    = 9090
-	servicePort    = 80
+	// AnnotationMailSecretVersion on a fleet's pods is the mail Secret's
+	// version they were started with.
+	AnnotationMailSecretVersion = "velvetrope.io/mail-secret-version"
+	managedBy                   = "velvetrope-operator"
+	redeemerName                = "velvetrope-redeemer"
+	httpPort                    = 8080
+	metricsPort                 = 9090
+	servicePort                 = 80
 	// fleetOwners is how many of a campaign's Invitations own its fleet
 	// objects: Kubernetes' garbage collector removes the fleet once all of
 	// them are gone, and the operator hands ownership on as Invitations
@@ -177,7 +180,11 @@ func owners(c campaign) []*metav1ac.OwnerReferenceApplyConfiguration {
 	return refs
 }
 
-func desiredDeployment(cfg FleetConfig, c campaign) *appsv1ac.DeploymentApplyConfiguration {
+// desiredDeployment is the campaign's fleet. mailVersion, the mail Secret's
+// resourceVersion, annotates the pods: a pod reads the Secret when it
+// starts, so a changed Secret (SMTP_HOST added, a key rotated) rolls the
+// fleet onto it.
+func desiredDeployment(cfg FleetConfig, c campaign, mailVersion string) *appsv1ac.DeploymentApplyConfiguration {
 	grace := int64((cfg.DrainDelay + cfg.ShutdownTimeout + 5*time.Second) / time.Second)
 	probe := func(path string, period, failures int32) *corev1ac.ProbeApplyConfiguration {
 		return corev1ac.Probe().
@@ -245,6 +252,10 @@ func desiredDeployment(cfg FleetConfig, c campaign) *appsv1ac.DeploymentApplyCon
 	for _, name := range cfg.ImagePullSecrets {
 		pod.WithImagePullSecrets(corev1ac.LocalObjectReference().WithName(name))
 	}
+	template := corev1ac.PodTemplateSpec().WithLabels(fleetLabels(c.Name)).WithSpec(pod)
+	if mailVersion != "" {
+		template.WithAnnotations(map[string]string{AnnotationMailSecretVersion: mailVersion})
+	}
 	return appsv1ac.Deployment(fleetName(c.Name), c.Namespace).
 		WithLabels(fleetLabels(c.Name)).
 		WithOwnerReferences(owners(c)...).
@@ -256,9 +267,7 @@ func desiredDeployment(cfg FleetConfig, c campaign) *appsv1ac.DeploymentApplyCon
 				WithRollingUpdate(appsv1ac.RollingUpdateDeployment().
 					WithMaxUnavailable(intstr.FromInt32(0)).
 					WithMaxSurge(intstr.FromString("25%")))).
-			WithTemplate(corev1ac.PodTemplateSpec().
-				WithLabels(fleetLabels(c.Name)).
-				WithSpec(pod)))
+			WithTemplate(template))
 }
 
 func desiredService(c campaign) *corev1ac.ServiceApplyConfiguration {

@@ -93,8 +93,14 @@ type seenHealth struct {
 }
 
 type seenMail struct {
-	at         time.Time
-	configured bool
+	at time.Time
+	mailSecret
+}
+
+// mailSecret is what the operator looks at in a namespace's mail Secret.
+type mailSecret struct {
+	Configured bool   // SMTP_HOST is set
+	Version    string // the Secret's resourceVersion; empty: no Secret
 }
 
 func newFleetWatch(cache, api client.Reader, mailSecret string, ttl time.Duration, now func() time.Time) *fleetWatch {
@@ -136,30 +142,31 @@ func (w *fleetWatch) fleet(ctx context.Context, namespace, campaign string) (fle
 
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get,resourceNames=velvetrope-mail
 
-// mailConfigured reports whether the namespace's fleets have a mail server:
-// SMTP_HOST in the mail Secret. Only that key is looked at; nothing of the
-// Secret is kept or logged. ok is false when it cannot be told (the Secret
-// is not readable), so nothing is claimed.
-func (w *fleetWatch) mailConfigured(ctx context.Context, namespace string) (configured, ok bool) {
+// mailSecret reports whether the namespace's fleets have a mail server
+// (SMTP_HOST in the mail Secret), and the Secret's version: a pod reads the
+// Secret when it starts, so the fleet is rolled when it changes. Nothing
+// else of the Secret is kept or logged. ok is false when it cannot be told
+// (the Secret is not readable), so nothing is claimed.
+func (w *fleetWatch) mailSecret(ctx context.Context, namespace string) (m mailSecret, ok bool) {
 	if w.mail == "" {
-		return false, true
+		return mailSecret{}, true
 	}
 	w.mu.Lock()
 	seen, cached := w.smtp[namespace]
 	w.mu.Unlock()
 	if cached && w.now().Sub(seen.at) < w.ttl {
-		return seen.configured, true
+		return seen.mailSecret, true
 	}
 	var s corev1.Secret
 	err := w.reader.Get(ctx, client.ObjectKey{Namespace: namespace, Name: w.mail}, &s)
 	if err != nil && !apierrors.IsNotFound(err) {
-		return false, false
+		return mailSecret{}, false
 	}
-	configured = len(s.Data["SMTP_HOST"]) > 0
+	m = mailSecret{Configured: len(s.Data["SMTP_HOST"]) > 0, Version: s.ResourceVersion}
 	w.mu.Lock()
-	w.smtp[namespace] = seenMail{at: w.now(), configured: configured}
+	w.smtp[namespace] = seenMail{at: w.now(), mailSecret: m}
 	w.mu.Unlock()
-	return configured, true
+	return m, true
 }
 
 func (w *fleetWatch) forget(namespace, campaign string) {

@@ -83,7 +83,7 @@ func TestOwners(t *testing.T) {
 	if len(owners(campaign{})) != 0 {
 		t.Error("no invitations, no owners")
 	}
-	d, s, h, p, n := desiredDeployment(testFleet, c), desiredService(c), desiredHPA(testFleet, c, 2), desiredPDB(c), desiredNetworkPolicy(c)
+	d, s, h, p, n := desiredDeployment(testFleet, c, ""), desiredService(c), desiredHPA(testFleet, c, 2), desiredPDB(c), desiredNetworkPolicy(c)
 	for kind, refs := range map[string]int{"Deployment": len(d.OwnerReferences), "Service": len(s.OwnerReferences),
 		"HPA": len(h.OwnerReferences), "PDB": len(p.OwnerReferences), "NetworkPolicy": len(n.OwnerReferences)} {
 		if refs != fleetOwners {
@@ -94,7 +94,7 @@ func TestOwners(t *testing.T) {
 
 func TestDesiredFleet(t *testing.T) {
 	c := campaign{Namespace: "beta", Name: "twitter"}
-	d := desiredDeployment(testFleet, c)
+	d := desiredDeployment(testFleet, c, "")
 	if *d.Name != "velvetrope-twitter" || *d.Namespace != "beta" {
 		t.Fatalf("name %s/%s", *d.Namespace, *d.Name)
 	}
@@ -148,9 +148,15 @@ func TestDesiredFleet(t *testing.T) {
 			t.Error("each rollout spreads on its own (matchLabelKeys: [pod-template-hash])")
 		}
 	}
+	if d.Spec.Template.Annotations != nil {
+		t.Error("no mail Secret, no version annotation")
+	}
+	if a := desiredDeployment(testFleet, c, "42").Spec.Template.Annotations; a[AnnotationMailSecretVersion] != "42" {
+		t.Errorf("annotations %v: a changed mail Secret must roll the fleet", a)
+	}
 	custom := testFleet
 	custom.ServiceAccountName, custom.ImagePullSecrets = "redeemer", []string{"registry-a", "registry-b"}
-	if pod := desiredDeployment(custom, c).Spec.Template.Spec; *pod.ServiceAccountName != "redeemer" || len(pod.ImagePullSecrets) != 2 || *pod.ImagePullSecrets[1].Name != "registry-b" {
+	if pod := desiredDeployment(custom, c, "").Spec.Template.Spec; *pod.ServiceAccountName != "redeemer" || len(pod.ImagePullSecrets) != 2 || *pod.ImagePullSecrets[1].Name != "registry-b" {
 		t.Error("configured ServiceAccount and imagePullSecrets")
 	}
 	if h := desiredHPA(testFleet, c, 12); *h.Spec.MinReplicas != 12 || *h.Spec.MaxReplicas != 12 {
@@ -168,7 +174,7 @@ func TestDesiredFleet(t *testing.T) {
 	behind := testFleet
 	behind.TrustedProxies = "10.42.0.0/16"
 	var trusted string
-	for _, e := range desiredDeployment(behind, c).Spec.Template.Spec.Containers[0].Env {
+	for _, e := range desiredDeployment(behind, c, "").Spec.Template.Spec.Containers[0].Env {
 		if *e.Name == "TRUSTED_PROXIES" {
 			trusted = *e.Value
 		}

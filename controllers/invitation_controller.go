@@ -265,7 +265,9 @@ func (r *InvitationReconciler) reconcileUsage(ctx context.Context, inv *v1alpha1
 // the fleets this invitation owned in campaigns it left, and observes
 // whether the fleet serves and whether its mail has a server.
 func (r *InvitationReconciler) reconcileFleet(ctx context.Context, inv *v1alpha1.Invitation, obs *observation) (ctrl.Result, error) {
-	next, settled := r.fleetSettled(inv)
+	mail, mailKnown := r.fleets.mailSecret(ctx, inv.Namespace)
+	obs.mailSecret, obs.mailConfigured, obs.mailKnown = r.Fleet.MailSecretName, mail.Configured, mailKnown
+	next, settled := r.fleetSettled(inv, mail.Version)
 	if settled {
 		// A periodic pass over an Invitation whose spec the fleet already
 		// reflects: its campaign holds maybe thousands of Invitations, and
@@ -278,7 +280,7 @@ func (r *InvitationReconciler) reconcileFleet(ctx context.Context, inv *v1alpha1
 		c, err := r.campaign(ctx, inv.Namespace, inv.Spec.Campaign)
 		if err == nil {
 			obs.prescale = prescaleAt(r.Fleet, c.Invitations, r.Now())
-			err = r.applyFleet(ctx, c, obs.prescale)
+			err = r.applyFleet(ctx, c, obs.prescale, mail.Version)
 		}
 		if err == nil {
 			err = r.handOnFleets(ctx, inv)
@@ -288,7 +290,7 @@ func (r *InvitationReconciler) reconcileFleet(ctx context.Context, inv *v1alpha1
 			return ctrl.Result{}, obs.fleetErr
 		}
 		next = nextFleetChange(r.Fleet, c.Invitations, r.Now())
-		r.passes.record(inv, next, obs.prescale)
+		r.passes.record(inv, fleetPass{next: next, prescale: obs.prescale, mailVersion: mail.Version})
 	}
 	h, err := r.fleets.fleet(ctx, inv.Namespace, inv.Spec.Campaign)
 	if err != nil {
@@ -296,8 +298,6 @@ func (r *InvitationReconciler) reconcileFleet(ctx context.Context, inv *v1alpha1
 		return ctrl.Result{}, obs.fleetErr
 	}
 	obs.fleet, obs.fleetKnown = h, true
-	obs.mailSecret = r.Fleet.MailSecretName
-	obs.mailConfigured, obs.mailKnown = r.fleets.mailConfigured(ctx, inv.Namespace)
 	if !next.IsZero() {
 		return ctrl.Result{RequeueAfter: next.Sub(r.Now())}, nil
 	}
@@ -332,9 +332,10 @@ func (r *InvitationReconciler) reconcileRoutes(ctx context.Context, inv *v1alpha
 // generation of inv already had a full one, every fleet object was applied
 // recently and no watch event has marked one changed since, and no
 // pre-scaling change is due. next is when the next one is.
-func (r *InvitationReconciler) fleetSettled(inv *v1alpha1.Invitation) (next time.Time, ok bool) {
+func (r *InvitationReconciler) fleetSettled(inv *v1alpha1.Invitation, mailVersion string) (next time.Time, ok bool) {
 	p, ok := r.passes.get(inv)
-	if !ok || p.generation != inv.Generation || p.campaign != inv.Spec.Campaign || !p.next.IsZero() && !r.Now().Before(p.next) {
+	if !ok || p.generation != inv.Generation || p.campaign != inv.Spec.Campaign || !p.next.IsZero() && !r.Now().Before(p.next) ||
+		p.mailVersion != mailVersion {
 		return time.Time{}, false
 	}
 	for _, kind := range fleetKinds {
@@ -353,10 +354,11 @@ type fleetPasses struct {
 }
 
 type fleetPass struct {
-	generation int64
-	campaign   string
-	next       time.Time // the next pre-scaling change; zero: none
-	prescale   prescale  // as of the pass
+	generation  int64
+	campaign    string
+	next        time.Time // the next pre-scaling change; zero: none
+	prescale    prescale  // as of the pass
+	mailVersion string    // of the mail Secret the fleet was applied with
 }
 
 func (f *fleetPasses) get(inv *v1alpha1.Invitation) (fleetPass, bool) {
@@ -366,10 +368,11 @@ func (f *fleetPasses) get(inv *v1alpha1.Invitation) (fleetPass, bool) {
 	return p, ok
 }
 
-func (f *fleetPasses) record(inv *v1alpha1.Invitation, next time.Time, p prescale) {
+func (f *fleetPasses) record(inv *v1alpha1.Invitation, p fleetPass) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.last[inv.UID] = fleetPass{generation: inv.Generation, campaign: inv.Spec.Campaign, next: next, prescale: p}
+	p.generation, p.campaign = inv.Generation, inv.Spec.Campaign
+	f.last[inv.UID] = p
 }
 
 func (f *fleetPasses) forget(inv *v1alpha1.Invitation) {
@@ -423,9 +426,9 @@ func (r *InvitationReconciler) campaign(ctx context.Context, namespace, name str
 
 // applyFleet server-side applies the campaign's children, skipping those
 // applied unchanged recently (see written).
-func (r *InvitationReconciler) applyFleet(ctx context.Context, c campaign, p prescale) error {
+func (r *InvitationReconciler) applyFleet(ctx context.Context, c campaign, p prescale, mailVersion string) error {
 	objs := map[string]runtime.ApplyConfiguration{
-		"Deployment":              desiredDeployment(r.Fleet, c),
+		"Deployment":              desiredDeployment(r.Fleet, c, mailVersion),
 		"Service":                 desiredService(c),
 		"HorizontalPodAutoscaler": desiredHPA(r.Fleet, c, p.Floor),
 		"PodDisruptionBudget":     desiredPDB(c),
@@ -488,7 +491,8 @@ func (r *InvitationReconciler) handOnFleets(ctx context.Context, inv *v1alpha1.I
 			errs = append(errs, err)
 		case len(c.Invitations) > 0:
 			r.forgetFleet(inv.Namespace, name)
-			errs = append(errs, r.applyFleet(ctx, c, prescaleAt(r.Fleet, c.Invitations, r.Now())))
+			mail, _ := r.fleets.mailSecret(ctx, inv.Namespace)
+			errs = append(errs, r.applyFleet(ctx, c, prescaleAt(r.Fleet, c.Invitations, r.Now()), mail.Version))
 		case inv.DeletionTimestamp.IsZero():
 			errs = append(errs, r.deleteFleet(ctx, inv.Namespace, name))
 		}

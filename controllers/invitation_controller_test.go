@@ -588,8 +588,13 @@ var _ = Describe("Mail without a server", func() {
 				HaveField("Status", metav1.ConditionFalse), HaveField("Reason", ReasonMailNotConfigured),
 				HaveField("Message", ContainSubstring("1 emails wait in MongoDB"))))))
 		Eventually(reasons(ns)).Should(ContainElement(ReasonMailNotConfigured))
+		d := fleetObjects(ns, "unmailed")[0].(*appsv1.Deployment)
+		Expect(exists(d)()).To(Succeed())
+		Expect(d.Spec.Template.Annotations).NotTo(HaveKey(AnnotationMailSecretVersion))
 		mailServer(ns)
 		Eventually(status(inv), 10*time.Second).Should(WithTransform(condition(v1alpha1.ConditionMailDelivered), HaveField("Reason", Not(Equal(ReasonMailNotConfigured)))))
+		// The pods read the Secret when they start: the fleet rolls.
+		Eventually(func() map[string]string { Expect(exists(d)()).To(Succeed()); return d.Spec.Template.Annotations }).Should(HaveKey(AnnotationMailSecretVersion))
 	})
 })
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -32,6 +33,7 @@ type config struct {
 	mailDelay       time.Duration
 	workers         int
 	fleet           controllers.FleetConfig
+	routes          controllers.RouteConfig
 	// The manager's own Pod (downward API), read for its image when
 	// --redeemer-image is empty.
 	podName, podNamespace string
@@ -91,6 +93,50 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.Var(quantityValue{&c.fleet.CPURequest}, "fleet-cpu-request", "redeemer CPU request (the HPA scales on it)")
 	fs.Var(quantityValue{&c.fleet.MemoryRequest}, "fleet-memory-request", "redeemer memory request")
 	fs.Var(quantityValue{&c.fleet.MemoryLimit}, "fleet-memory-limit", "redeemer memory limit")
+	fs.StringVar(&c.fleet.ServiceAccountName, "fleet-service-account", "", "ServiceAccount of the redeemer pods (its token is never mounted); empty: the namespace's default")
+	fs.Func("fleet-image-pull-secrets", "comma-separated Secrets in each campaign's namespace for pulling the redeemer image", func(s string) error {
+		c.fleet.ImagePullSecrets = nil
+		return eachName(s, func(name string) error {
+			c.fleet.ImagePullSecrets = append(c.fleet.ImagePullSecrets, name)
+			return nil
+		})
+	})
+	fs.BoolVar(&c.fleet.NetworkPolicy, "fleet-network-policy", true, "give each fleet a NetworkPolicy admitting only players (port http) and scrapes (port metrics)")
+	fs.Func("route-gateways", "comma-separated Gateways (namespace/name or namespace/name/listener) each Invitation's HTTPRoute attaches to; empty: no HTTPRoutes", func(s string) error {
+		c.routes.Gateways = nil
+		return eachName(s, func(ref string) error {
+			parts := strings.Split(ref, "/")
+			if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" {
+				return fmt.Errorf("gateway %q: want namespace/name or namespace/name/listener", ref)
+			}
+			g := controllers.GatewayRef{Namespace: parts[0], Name: parts[1]}
+			if len(parts) == 3 {
+				g.Section = parts[2]
+			}
+			c.routes.Gateways = append(c.routes.Gateways, g)
+			return nil
+		})
+	})
+	fs.Func("route-hostnames", "comma-separated hostnames the HTTPRoutes and Ingresses answer for; empty: any", func(s string) error {
+		c.routes.Hostnames = nil
+		return eachName(s, func(h string) error {
+			if errs := validation.IsFullyQualifiedDomainName(nil, h); len(errs) > 0 {
+				return fmt.Errorf("hostname %q: %s", h, errs.ToAggregate())
+			}
+			c.routes.Hostnames = append(c.routes.Hostnames, h)
+			return nil
+		})
+	})
+	fs.BoolVar(&c.routes.Ingress, "route-ingress", false, "make a networking.k8s.io/v1 Ingress per Invitation")
+	fs.StringVar(&c.routes.IngressClass, "route-ingress-class", "", "ingressClassName of those Ingresses; empty: the cluster's default class")
+	fs.StringVar(&c.routes.IngressTLSSecret, "route-ingress-tls-secret", "", "Secret (in each Invitation's namespace) with the certificate for --route-hostnames; empty: no TLS section")
+	fs.Func("route-ingress-annotations", `annotations of those Ingresses, as a JSON object ({"cert-manager.io/cluster-issuer":"letsencrypt"})`, func(s string) error {
+		c.routes.IngressAnnotations = nil
+		if s == "" {
+			return nil
+		}
+		return json.Unmarshal([]byte(s), &c.routes.IngressAnnotations)
+	})
 	c.zap.BindFlags(fs)
 
 	var envErr error
@@ -141,6 +187,18 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		return c, fmt.Errorf("%w: durations must be positive (--fleet-drain-delay and --prescale-window may be 0)", errUsage)
 	}
 	return c, nil
+}
+
+// eachName calls f with each non-empty item of a comma-separated list.
+func eachName(list string, f func(string) error) error {
+	for item := range strings.SplitSeq(list, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			if err := f(item); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // envName maps a flag to its environment variable: its upper-case snake name.

@@ -11,6 +11,8 @@ import (
 	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/velvetrope/velvetrope/controllers"
 )
 
 func env(kv ...string) func(string) string {
@@ -135,6 +137,40 @@ func TestParseConfigErrors(t *testing.T) {
 		_, err := parseConfig(tt.args, env(tt.env...), io.Discard)
 		if !errors.Is(err, errUsage) || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("parseConfig(%q, %q) = %v, want a usage error containing %q", tt.args, tt.env, err, tt.want)
+		}
+	}
+}
+
+func TestParseConfigRoutes(t *testing.T) {
+	c, err := parseConfig([]string{
+		"--route-gateways", "edge/public/https, infra/internal", "--route-hostnames", "beta.example.com",
+		"--route-ingress", "--route-ingress-class", "nginx", "--route-ingress-tls-secret", "beta-tls",
+		"--route-ingress-annotations", `{"cert-manager.io/cluster-issuer":"letsencrypt"}`,
+		"--fleet-service-account", "redeemer", "--fleet-image-pull-secrets", "registry-a,registry-b", "--fleet-network-policy=false",
+	}, env("MONGODB_URI", "mongodb://m", "REDEEMER_IMAGE", "vr:1"), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, f := c.routes, c.fleet
+	switch {
+	case len(r.Gateways) != 2 || r.Gateways[0] != (controllers.GatewayRef{Namespace: "edge", Name: "public", Section: "https"}) ||
+		r.Gateways[1] != (controllers.GatewayRef{Namespace: "infra", Name: "internal"}):
+		t.Errorf("gateways %+v", r.Gateways)
+	case !slices.Equal(r.Hostnames, []string{"beta.example.com"}) || !r.Ingress || r.IngressClass != "nginx" || r.IngressTLSSecret != "beta-tls" ||
+		r.IngressAnnotations["cert-manager.io/cluster-issuer"] != "letsencrypt":
+		t.Errorf("routes %+v", r)
+	case f.ServiceAccountName != "redeemer" || !slices.Equal(f.ImagePullSecrets, []string{"registry-a", "registry-b"}) || f.NetworkPolicy:
+		t.Errorf("fleet %+v", f)
+	}
+	if c, _ := parseConfig(nil, env("MONGODB_URI", "mongodb://m", "REDEEMER_IMAGE", "vr:1"), io.Discard); len(c.routes.Gateways) != 0 || c.routes.Ingress || !c.fleet.NetworkPolicy {
+		t.Error("by default no routes, and a NetworkPolicy per fleet")
+	}
+	for _, bad := range [][]string{
+		{"--route-gateways", "public"}, {"--route-gateways", "a/b/c/d"}, {"--route-hostnames", "not a host"},
+		{"--route-ingress-annotations", "cert-manager.io/cluster-issuer=x"},
+	} {
+		if _, err := parseConfig(bad, env("MONGODB_URI", "mongodb://m", "REDEEMER_IMAGE", "vr:1"), io.Discard); !errors.Is(err, errUsage) {
+			t.Errorf("%q: %v, want a usage error", bad, err)
 		}
 	}
 }

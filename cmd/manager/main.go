@@ -71,6 +71,7 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 		Recorder:       mgr.GetEventRecorder("velvetrope-operator"),
 		Now:            time.Now,
 		Fleet:          cfg.fleet,
+		Routes:         cfg.routes,
 		UsageInterval:  cfg.usageInterval,
 		MailDelayAfter: cfg.mailDelay,
 		Workers:        cfg.workers,

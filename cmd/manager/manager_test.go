@@ -33,7 +33,7 @@ import (
 )
 
 func TestCacheHoldsOnlyTheOperatorsObjects(t *testing.T) {
-	o := cacheOptions(nil)
+	o := cacheOptions(nil, false)
 	if len(o.ByObject) != 6 || o.DefaultNamespaces != nil {
 		t.Errorf("six kinds of children, every namespace: %+v", o)
 	}
@@ -42,7 +42,7 @@ func TestCacheHoldsOnlyTheOperatorsObjects(t *testing.T) {
 			t.Errorf("%T: selector %s", obj, by.Label)
 		}
 	}
-	if o := cacheOptions([]string{"starfall", "moonrise"}); len(o.DefaultNamespaces) != 2 {
+	if o := cacheOptions([]string{"starfall", "moonrise"}, true); len(o.DefaultNamespaces) != 2 {
 		t.Errorf("--watch-namespaces: %+v", o.DefaultNamespaces)
 	}
 }

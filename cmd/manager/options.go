@@ -49,7 +49,7 @@ func managerOptions(c config, scheme *runtime.Scheme) ctrl.Options {
 		Scheme:                 scheme,
 		Metrics:                metrics,
 		HealthProbeBindAddress: c.probeAddr,
-		Cache:                  cacheOptions(c.watchNamespaces),
+		Cache:                  cacheOptions(c.watchNamespaces, len(c.routes.Gateways) > 0),
 		LeaderElection:         c.leaderElect,
 		LeaderElectionID:       "velvetrope-operator.velvetrope.io",
 		// Lease handover on a clean stop instead of waiting for expiry.
@@ -60,7 +60,7 @@ func managerOptions(c config, scheme *runtime.Scheme) ctrl.Options {
 // cacheOptions keeps in memory only the objects of the kinds the operator
 // makes that carry its managed-by label, not every Deployment and Service of the
 // cluster; with namespaces, only those namespaces (Invitations included).
-func cacheOptions(namespaces []string) cache.Options {
+func cacheOptions(namespaces []string, httpRoutes bool) cache.Options {
 	owned := cache.ByObject{Label: labels.SelectorFromSet(labels.Set{controllers.LabelManagedBy: managedBy})}
 	o := cache.Options{ByObject: map[client.Object]cache.ByObject{
 		&appsv1.Deployment{}:                     owned,
@@ -69,11 +69,12 @@ func cacheOptions(namespaces []string) cache.Options {
 		&policyv1.PodDisruptionBudget{}:          owned,
 		&networkingv1.NetworkPolicy{}:            owned,
 		&networkingv1.Ingress{}:                  owned,
-		// Not gatewayv1.HTTPRoute yet: a kind named here must have its CRD
-		// in the cluster when the manager starts, or the cache fails to
-		// build. It belongs here, under a condition, with the flags that
-		// turn routes through Gateways on (controllers.RouteConfig).
 	}}
+	if httpRoutes {
+		// Only then: a kind named here must have its CRD in the cluster
+		// when the manager starts.
+		o.ByObject[&gatewayv1.HTTPRoute{}] = owned
+	}
 	if len(namespaces) > 0 {
 		o.DefaultNamespaces = make(map[string]cache.Config, len(namespaces))
 		for _, ns := range namespaces {
