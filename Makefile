@@ -13,7 +13,7 @@ FUZZTIME ?= 30s
 CONTROLLER_GEN_VERSION := $(shell awk '{for (i = 1; i < NF; i++) if ($$i == "sigs.k8s.io/controller-tools") print $$(i+1)}' hack/tools/codegen/go.mod)
 CONTROLLER_GEN := bin/controller-gen-$(CONTROLLER_GEN_VERSION)
 GENERATED := api/v1alpha1/zz_generated.deepcopy.go config/crd/bases/velvetrope.io_invitations.yaml config/rbac/role.yaml \
-	charts/velvetrope/crds/velvetrope.io_invitations.yaml charts/velvetrope/files/role.yaml
+	charts/velvetrope/files/velvetrope.io_invitations.yaml charts/velvetrope/files/role.yaml
 
 .DEFAULT_GOAL := help
 
@@ -59,11 +59,14 @@ bench-idle: testbed ## Idle cost: 10,000 codes, one idle redeemer: test bed CPU,
 
 ##@ Operator
 
+# The chart renders the CRD and the rules from copies in its files/
+# (templates/crds.yaml, templates/rbac.yaml): a CRD under the chart's crds/
+# would never be upgraded by helm upgrade.
 .PHONY: manifests
 manifests: $(CONTROLLER_GEN) ## Generate the CRD and RBAC from the markers in api/ and controllers/.
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd paths=./api/... paths=./controllers/... \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
-	cp config/crd/bases/velvetrope.io_invitations.yaml charts/velvetrope/crds/
+	cp config/crd/bases/velvetrope.io_invitations.yaml charts/velvetrope/files/
 	cp config/rbac/role.yaml charts/velvetrope/files/role.yaml
 
 .PHONY: generate

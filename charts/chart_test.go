@@ -4,6 +4,8 @@ package charts
 
 import (
 	"bytes"
+	"io"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -12,11 +14,15 @@ import (
 	"helm.sh/helm/v3/pkg/action"
 	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/chartutil"
+	kubefake "helm.sh/helm/v3/pkg/kube/fake"
+	"helm.sh/helm/v3/pkg/storage"
+	"helm.sh/helm/v3/pkg/storage/driver"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -31,15 +37,21 @@ func render(t *testing.T, values map[string]any) ([]*unstructured.Unstructured, 
 		t.Fatal(err)
 	}
 	install := action.NewInstall(&action.Configuration{})
-	install.DryRun, install.ClientOnly, install.IncludeCRDs = true, true, true
+	install.DryRun, install.ClientOnly = true, true
 	install.ReleaseName, install.Namespace = "vr", "velvetrope-system"
 	install.KubeVersion = &chartutil.KubeVersion{Version: "v1.37.0", Major: "1", Minor: "37"}
 	rel, err := install.Run(ch, values)
 	if err != nil {
 		return nil, err
 	}
+	return parse(t, rel.Manifest), nil
+}
+
+// parse returns every object of a release's manifest.
+func parse(t *testing.T, manifest string) []*unstructured.Unstructured {
+	t.Helper()
 	var objs []*unstructured.Unstructured
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader([]byte(rel.Manifest)), 4096)
+	dec := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(manifest), 4096)
 	for {
 		var o map[string]any
 		if err := dec.Decode(&o); err != nil {
@@ -54,7 +66,7 @@ func render(t *testing.T, values map[string]any) ([]*unstructured.Unstructured, 
 		}
 		objs = append(objs, u)
 	}
-	return objs, nil
+	return objs
 }
 
 func find(t *testing.T, objs []*unstructured.Unstructured, kind string, into any) bool {
@@ -82,7 +94,7 @@ func TestDefaultRender(t *testing.T) {
 			t.Errorf("no %s", kind)
 		}
 	}
-	for _, kind := range []string{"ServiceMonitor", "NetworkPolicy", "Ingress"} {
+	for _, kind := range []string{"ServiceMonitor", "PodMonitor", "NetworkPolicy", "Ingress"} {
 		if find(t, objs, kind, nil) {
 			t.Errorf("%s rendered though not enabled", kind)
 		}
@@ -176,15 +188,149 @@ func TestNonDefaultRender(t *testing.T) {
 	}
 }
 
+// TestCRD: the CRD is a template (helm upgrade updates it; Helm never
+// upgrades a chart's crds/), rendered from the generated one, kept by helm
+// uninstall unless crds.keep is false, and left out with crds.install=false.
+func TestCRD(t *testing.T) {
+	ch, err := loader.Load("velvetrope")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if crds := ch.CRDObjects(); len(crds) > 0 {
+		t.Errorf("%s is under crds/, which helm upgrade never updates: render it from files/ in templates/crds.yaml", crds[0].Filename)
+	}
+	var generated map[string]any
+	b, _ := os.ReadFile("../config/crd/bases/velvetrope.io_invitations.yaml")
+	if err := yaml.Unmarshal(b, &generated); err != nil {
+		t.Fatal(err)
+	}
+	for name, tc := range map[string]struct {
+		crds           map[string]any
+		rendered, kept bool
+	}{
+		"default":       {nil, true, true},
+		"not kept":      {map[string]any{"keep": false}, true, false},
+		"not installed": {map[string]any{"install": false}, false, false},
+	} {
+		var values map[string]any
+		if tc.crds != nil {
+			values = map[string]any{"crds": tc.crds}
+		}
+		objs, err := render(t, values)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		crd := object(objs, "CustomResourceDefinition")
+		if (crd != nil) != tc.rendered {
+			t.Errorf("%s: CRD rendered %v, want %v", name, crd != nil, tc.rendered)
+		}
+		if crd == nil {
+			continue
+		}
+		if kept := crd.GetAnnotations()["helm.sh/resource-policy"] == "keep"; kept != tc.kept {
+			t.Errorf("%s: helm.sh/resource-policy: keep %v, want %v (annotations %v)", name, kept, tc.kept, crd.GetAnnotations())
+		}
+		if crd.GetName() != "invitations.velvetrope.io" || !equality.Semantic.DeepEqual(crd.Object["spec"], generated["spec"]) {
+			t.Errorf("%s: the rendered CRD %s is not the generated one", name, crd.GetName())
+		}
+		if crd.GetLabels()["app.kubernetes.io/instance"] != "vr" || crd.GetAnnotations()["controller-gen.kubebuilder.io/version"] == "" {
+			t.Errorf("%s: the chart's labels, and the generated annotations: %v %v", name, crd.GetLabels(), crd.GetAnnotations())
+		}
+	}
+}
+
+// TestPodMonitor: off by default (it needs the Prometheus Operator's CRDs);
+// when enabled it selects the fleets' pods, which the operator makes in the
+// Invitations' namespaces, on their container port named metrics.
+func TestPodMonitor(t *testing.T) {
+	for name, tc := range map[string]struct {
+		podMonitor map[string]any
+		matchNames []any
+	}{
+		"any namespace":   {map[string]any{"enabled": true}, nil},
+		"some namespaces": {map[string]any{"enabled": true, "namespaces": []any{"starfall", "moonrise"}, "labels": map[string]any{"release": "prom"}}, []any{"starfall", "moonrise"}},
+	} {
+		objs, err := render(t, map[string]any{"fleet": map[string]any{"podMonitor": tc.podMonitor}})
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		pm := object(objs, "PodMonitor")
+		if pm == nil {
+			t.Fatalf("%s: no PodMonitor", name)
+		}
+		if pm.GetAPIVersion() != "monitoring.coreos.com/v1" || pm.GetNamespace() != "velvetrope-system" {
+			t.Errorf("%s: %s in %q", name, pm.GetAPIVersion(), pm.GetNamespace())
+		}
+		selector, _, _ := unstructured.NestedStringMap(pm.Object, "spec", "selector", "matchLabels")
+		want := map[string]string{"app.kubernetes.io/name": "velvetrope-redeemer", "app.kubernetes.io/managed-by": "velvetrope-operator"}
+		if !maps.Equal(selector, want) {
+			t.Errorf("%s: selector %v, want %v", name, selector, want)
+		}
+		anyNamespace, _, _ := unstructured.NestedBool(pm.Object, "spec", "namespaceSelector", "any")
+		matchNames, _, _ := unstructured.NestedSlice(pm.Object, "spec", "namespaceSelector", "matchNames")
+		if anyNamespace != (tc.matchNames == nil) || !slices.Equal(matchNames, tc.matchNames) {
+			t.Errorf("%s: namespaceSelector any %v, matchNames %v", name, anyNamespace, matchNames)
+		}
+		endpoints, _, _ := unstructured.NestedSlice(pm.Object, "spec", "podMetricsEndpoints")
+		if len(endpoints) != 1 || !maps.Equal(endpoints[0].(map[string]any), map[string]any{"port": "metrics", "path": "/metrics", "interval": "30s"}) {
+			t.Errorf("%s: endpoints %v", name, endpoints)
+		}
+		if tc.podMonitor["labels"] != nil && pm.GetLabels()["release"] != "prom" {
+			t.Errorf("%s: labels %v", name, pm.GetLabels())
+		}
+	}
+}
+
+// TestUpgradeReusingValues: helm upgrade --reuse-values renders the new
+// chart with the old release's values in place of its defaults, so values
+// added since (crds, fleet.podMonitor) are absent. The CRD must still be
+// rendered, kept, or the upgrade would leave it behind unmanaged.
+func TestUpgradeReusingValues(t *testing.T) {
+	old, err := loader.Load("velvetrope")
+	if err != nil {
+		t.Fatal(err)
+	}
+	delete(old.Values, "crds")
+	delete(old.Values["fleet"].(map[string]any), "podMonitor")
+	cfg := &action.Configuration{Releases: storage.Init(driver.NewMemory()), KubeClient: &kubefake.PrintingKubeClient{Out: io.Discard},
+		Capabilities: chartutil.DefaultCapabilities, Log: func(string, ...any) {}}
+	install := action.NewInstall(cfg)
+	install.ReleaseName, install.Namespace = "vr", "velvetrope-system"
+	if _, err := install.Run(old, nil); err != nil {
+		t.Fatal(err)
+	}
+	ch, err := loader.Load("velvetrope")
+	if err != nil {
+		t.Fatal(err)
+	}
+	upgrade := action.NewUpgrade(cfg)
+	upgrade.Namespace, upgrade.ReuseValues = "velvetrope-system", true
+	rel, err := upgrade.Run("vr", ch, map[string]any{"image": map[string]any{"tag": "2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs := parse(t, rel.Manifest)
+	if crd := object(objs, "CustomResourceDefinition"); crd == nil || crd.GetAnnotations()["helm.sh/resource-policy"] != "keep" {
+		t.Error("an upgrade reusing values without crds: must render the CRD, kept")
+	}
+	if object(objs, "PodMonitor") != nil {
+		t.Error("an upgrade reusing values without fleet.podMonitor rendered a PodMonitor")
+	}
+}
+
 func TestBadValuesFailAtInstall(t *testing.T) {
 	for name, values := range map[string]map[string]any{
-		"replicas not a number":   {"manager": map[string]any{"replicas": "two"}},
-		"unknown value":           {"replica": 2},
-		"CPU target over 100":     {"fleet": map[string]any{"cpuTarget": 101}},
-		"duration without unit":   {"fleet": map[string]any{"prescaleWindow": "15"}},
-		"a proxy that is no CIDR": {"fleet": map[string]any{"trustedProxies": []any{"ingress"}}},
-		"code that is no code":    {"ingress": map[string]any{"enabled": true, "namespace": "x", "routes": []any{map[string]any{"code": "Bad_Code", "campaign": "x"}}}},
-		"ingress without a home":  {"ingress": map[string]any{"enabled": true, "routes": []any{}}},
+		"replicas not a number":          {"manager": map[string]any{"replicas": "two"}},
+		"unknown value":                  {"replica": 2},
+		"CPU target over 100":            {"fleet": map[string]any{"cpuTarget": 101}},
+		"duration without unit":          {"fleet": map[string]any{"prescaleWindow": "15"}},
+		"a proxy that is no CIDR":        {"fleet": map[string]any{"trustedProxies": []any{"ingress"}}},
+		"code that is no code":           {"ingress": map[string]any{"enabled": true, "namespace": "x", "routes": []any{map[string]any{"code": "Bad_Code", "campaign": "x"}}}},
+		"ingress without a home":         {"ingress": map[string]any{"enabled": true, "routes": []any{}}},
+		"crds.install not a bool":        {"crds": map[string]any{"install": "yes"}},
+		"unknown crds value":             {"crds": map[string]any{"upgrade": true}},
+		"namespace that is no DNS label": {"fleet": map[string]any{"podMonitor": map[string]any{"enabled": true, "namespaces": []any{"Star_Fall"}}}},
+		"interval without unit":          {"fleet": map[string]any{"podMonitor": map[string]any{"interval": "30"}}},
 	} {
 		if _, err := render(t, values); err == nil {
 			t.Errorf("%s: accepted", name)
@@ -209,8 +355,8 @@ func TestLint(t *testing.T) {
 // generated ones (make manifests copies them): chart and kustomize agree.
 func TestChartMatchesConfig(t *testing.T) {
 	for chartFile, source := range map[string]string{
-		"velvetrope/crds/velvetrope.io_invitations.yaml": "../config/crd/bases/velvetrope.io_invitations.yaml",
-		"velvetrope/files/role.yaml":                     "../config/rbac/role.yaml",
+		"velvetrope/files/velvetrope.io_invitations.yaml": "../config/crd/bases/velvetrope.io_invitations.yaml",
+		"velvetrope/files/role.yaml":                      "../config/rbac/role.yaml",
 	} {
 		a, errA := os.ReadFile(chartFile)
 		b, errB := os.ReadFile(source)
@@ -218,6 +364,16 @@ func TestChartMatchesConfig(t *testing.T) {
 			t.Errorf("%s differs from %s: run make manifests", chartFile, source)
 		}
 	}
+}
+
+// object returns the first object of kind, or nil.
+func object(objs []*unstructured.Unstructured, kind string) *unstructured.Unstructured {
+	for _, o := range objs {
+		if o.GetKind() == kind {
+			return o
+		}
+	}
+	return nil
 }
 
 // env returns the source of the container's variable name, or nil.
