@@ -159,9 +159,13 @@ func TestNonDefaultRender(t *testing.T) {
 		"manager":       map[string]any{"replicas": 3},
 		"metrics":       map[string]any{"serviceMonitor": map[string]any{"enabled": true}},
 		"networkPolicy": map[string]any{"enabled": true},
-		"fleet":         map[string]any{"trustedProxies": []any{"10.42.0.0/16", "fd00::/64"}},
-		"ingress": map[string]any{"enabled": true, "namespace": "starfall", "host": "play.example.com", "tlsSecretName": "play-tls",
-			"routes": []any{map[string]any{"code": "twitter-reg1", "campaign": "twitter"}, map[string]any{"code": "telegram-test", "campaign": "telegram"}}},
+		"fleet": map[string]any{"trustedProxies": []any{"10.42.0.0/16", "fd00::/64"}, "serviceAccountName": "redeemer",
+			"imagePullSecrets": []any{"registry-a", "registry-b"}, "networkPolicy": false, "prescaleHold": "1h"},
+		"routes": map[string]any{"hostnames": []any{"play.example.com"},
+			"gateway": map[string]any{"enabled": true, "parentRefs": []any{map[string]any{"namespace": "edge", "name": "public", "sectionName": "https"},
+				map[string]any{"namespace": "edge", "name": "internal"}}},
+			"ingress": map[string]any{"enabled": true, "className": "nginx", "tlsSecretName": "play-tls",
+				"annotations": map[string]any{"cert-manager.io/cluster-issuer": "letsencrypt"}}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -177,14 +181,16 @@ func TestNonDefaultRender(t *testing.T) {
 	if !find(t, objs, "ServiceMonitor", nil) || !find(t, objs, "NetworkPolicy", &networkingv1.NetworkPolicy{}) {
 		t.Error("ServiceMonitor and NetworkPolicy when enabled")
 	}
-	var ing networkingv1.Ingress
-	if !find(t, objs, "Ingress", &ing) {
-		t.Fatal("no Ingress")
+	args := d.Spec.Template.Spec.Containers[0].Args
+	for _, want := range []string{"--fleet-service-account=redeemer", "--fleet-image-pull-secrets=registry-a,registry-b", "--fleet-network-policy=false",
+		"--prescale-hold=1h", "--route-hostnames=play.example.com", "--route-gateways=edge/public/https,edge/internal", "--route-ingress",
+		"--route-ingress-class=nginx", "--route-ingress-tls-secret=play-tls", `--route-ingress-annotations={"cert-manager.io/cluster-issuer":"letsencrypt"}`} {
+		if !slices.Contains(args, want) {
+			t.Errorf("manager args lack %s: %v", want, args)
+		}
 	}
-	paths := ing.Spec.Rules[0].HTTP.Paths
-	if ing.Namespace != "starfall" || len(paths) != 2 || paths[0].Path != "/invitations/twitter-reg1" || paths[0].Backend.Service.Name != "velvetrope-twitter" ||
-		ing.Spec.TLS[0].SecretName != "play-tls" {
-		t.Errorf("Ingress: %+v", ing.Spec)
+	if find(t, objs, "Ingress", nil) {
+		t.Error("the chart makes no Ingress: the operator makes one per Invitation")
 	}
 }
 
@@ -320,17 +326,20 @@ func TestUpgradeReusingValues(t *testing.T) {
 
 func TestBadValuesFailAtInstall(t *testing.T) {
 	for name, values := range map[string]map[string]any{
-		"replicas not a number":          {"manager": map[string]any{"replicas": "two"}},
-		"unknown value":                  {"replica": 2},
-		"CPU target over 100":            {"fleet": map[string]any{"cpuTarget": 101}},
-		"duration without unit":          {"fleet": map[string]any{"prescaleWindow": "15"}},
-		"a proxy that is no CIDR":        {"fleet": map[string]any{"trustedProxies": []any{"ingress"}}},
-		"code that is no code":           {"ingress": map[string]any{"enabled": true, "namespace": "x", "routes": []any{map[string]any{"code": "Bad_Code", "campaign": "x"}}}},
-		"ingress without a home":         {"ingress": map[string]any{"enabled": true, "routes": []any{}}},
-		"crds.install not a bool":        {"crds": map[string]any{"install": "yes"}},
-		"unknown crds value":             {"crds": map[string]any{"upgrade": true}},
-		"namespace that is no DNS label": {"fleet": map[string]any{"podMonitor": map[string]any{"enabled": true, "namespaces": []any{"Star_Fall"}}}},
-		"interval without unit":          {"fleet": map[string]any{"podMonitor": map[string]any{"interval": "30"}}},
+		"replicas not a number":           {"manager": map[string]any{"replicas": "two"}},
+		"unknown value":                   {"replica": 2},
+		"CPU target over 100":             {"fleet": map[string]any{"cpuTarget": 101}},
+		"duration without unit":           {"fleet": map[string]any{"prescaleWindow": "15"}},
+		"a proxy that is no CIDR":         {"fleet": map[string]any{"trustedProxies": []any{"ingress"}}},
+		"the old hand-written routes":     {"ingress": map[string]any{"enabled": true, "namespace": "x", "routes": []any{}}},
+		"gateway routes without a parent": {"routes": map[string]any{"gateway": map[string]any{"enabled": true}}},
+		"hostname that is no hostname":    {"routes": map[string]any{"hostnames": []any{"Play Example"}}},
+		"annotation that is no string":    {"routes": map[string]any{"ingress": map[string]any{"annotations": map[string]any{"a": 1}}}},
+		"pull secret that is no name":     {"fleet": map[string]any{"imagePullSecrets": []any{"Registry_A"}}},
+		"crds.install not a bool":         {"crds": map[string]any{"install": "yes"}},
+		"unknown crds value":              {"crds": map[string]any{"upgrade": true}},
+		"namespace that is no DNS label":  {"fleet": map[string]any{"podMonitor": map[string]any{"enabled": true, "namespaces": []any{"Star_Fall"}}}},
+		"interval without unit":           {"fleet": map[string]any{"podMonitor": map[string]any{"interval": "30"}}},
 	} {
 		if _, err := render(t, values); err == nil {
 			t.Errorf("%s: accepted", name)

@@ -120,7 +120,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.Func("route-hostnames", "comma-separated hostnames the HTTPRoutes and Ingresses answer for; empty: any", func(s string) error {
 		c.routes.Hostnames = nil
 		return eachName(s, func(h string) error {
-			if errs := validation.IsFullyQualifiedDomainName(nil, h); len(errs) > 0 {
+			// A wildcard (*.example.com) is valid in both kinds of route.
+			if errs := validation.IsFullyQualifiedDomainName(nil, strings.TrimPrefix(h, "*.")); len(errs) > 0 {
 				return fmt.Errorf("hostname %q: %s", h, errs.ToAggregate())
 			}
 			c.routes.Hostnames = append(c.routes.Hostnames, h)

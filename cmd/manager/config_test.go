@@ -143,7 +143,7 @@ func TestParseConfigErrors(t *testing.T) {
 
 func TestParseConfigRoutes(t *testing.T) {
 	c, err := parseConfig([]string{
-		"--route-gateways", "edge/public/https, infra/internal", "--route-hostnames", "beta.example.com",
+		"--route-gateways", "edge/public/https, infra/internal", "--route-hostnames", "beta.example.com,*.play.example.com",
 		"--route-ingress", "--route-ingress-class", "nginx", "--route-ingress-tls-secret", "beta-tls",
 		"--route-ingress-annotations", `{"cert-manager.io/cluster-issuer":"letsencrypt"}`,
 		"--fleet-service-account", "redeemer", "--fleet-image-pull-secrets", "registry-a,registry-b", "--fleet-network-policy=false",
@@ -156,7 +156,7 @@ func TestParseConfigRoutes(t *testing.T) {
 	case len(r.Gateways) != 2 || r.Gateways[0] != (controllers.GatewayRef{Namespace: "edge", Name: "public", Section: "https"}) ||
 		r.Gateways[1] != (controllers.GatewayRef{Namespace: "infra", Name: "internal"}):
 		t.Errorf("gateways %+v", r.Gateways)
-	case !slices.Equal(r.Hostnames, []string{"beta.example.com"}) || !r.Ingress || r.IngressClass != "nginx" || r.IngressTLSSecret != "beta-tls" ||
+	case !slices.Equal(r.Hostnames, []string{"beta.example.com", "*.play.example.com"}) || !r.Ingress || r.IngressClass != "nginx" || r.IngressTLSSecret != "beta-tls" ||
 		r.IngressAnnotations["cert-manager.io/cluster-issuer"] != "letsencrypt":
 		t.Errorf("routes %+v", r)
 	case f.ServiceAccountName != "redeemer" || !slices.Equal(f.ImagePullSecrets, []string{"registry-a", "registry-b"}) || f.NetworkPolicy:
