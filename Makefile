@@ -96,7 +96,7 @@ install: ## Install the CRD into the cluster of the current kubeconfig.
 	$$($(GO) run ./hack/envtest --kubectl) apply -k config/crd
 
 .PHONY: uninstall
-uninstall: ## Remove the CRD (and every Invitation) from the cluster.
+uninstall: delete-invitations ## Remove the CRD from the cluster, after every Invitation (the operator must run to revoke them).
 	$$($(GO) run ./hack/envtest --kubectl) delete -k config/crd --ignore-not-found
 
 .PHONY: deploy
@@ -104,8 +104,26 @@ deploy: ## Deploy the operator with kustomize (config/default).
 	$$($(GO) run ./hack/envtest --kubectl) apply -k config/default
 
 .PHONY: undeploy
-undeploy: ## Remove the operator.
+undeploy: delete-invitations ## Remove the operator: every Invitation first (the operator revokes them), then the manager, RBAC and CRD.
 	$$($(GO) run ./hack/envtest --kubectl) delete -k config/default --ignore-not-found
+
+# Deleting the CRD together with the manager would leave every Invitation
+# Terminating for ever: its finalizer (velvetrope.io/revoke) waits for an
+# operator that is gone. So the Invitations go first, while the operator
+# runs, and nothing else goes unless they are all gone within the timeout.
+DELETE_TIMEOUT ?= 2m
+
+.PHONY: delete-invitations
+delete-invitations: ## Delete every Invitation in every namespace and wait (DELETE_TIMEOUT, 2m) until the operator has revoked their codes.
+	@kubectl=$$($(GO) run ./hack/envtest --kubectl) || exit 1; \
+	crd=$$($$kubectl get crd invitations.velvetrope.io -o name --ignore-not-found) || exit 1; \
+	if [ -n "$$crd" ]; then \
+		$$kubectl delete invitations.velvetrope.io --all --all-namespaces --wait --timeout=$(DELETE_TIMEOUT) || { \
+			echo "Invitations are still Terminating: is the operator running? It revokes their codes and removes its finalizer."; \
+			$$kubectl get invitations.velvetrope.io --all-namespaces; \
+			echo "Nothing else was deleted. Start the operator (make deploy, make run) and run this again, or see docs/operations.md."; \
+			exit 1; }; \
+	fi
 
 ##@ Build
 
