@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/velvetrope/velvetrope/controllers"
+	"github.com/velvetrope/velvetrope/internal/flagenv"
 )
 
 var errUsage = errors.New("usage")
@@ -140,19 +141,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	})
 	c.zap.BindFlags(fs)
 
-	var envErr error
-	fs.VisitAll(func(f *flag.Flag) {
-		name := envName(f.Name)
-		if v := getenv(name); v != "" && envErr == nil {
-			if err := f.Value.Set(v); err != nil {
-				envErr = fmt.Errorf("%w: invalid value %q for %s: %v", errUsage, v, name, err)
-			}
-		}
-	})
-	if envErr != nil {
-		return c, envErr
-	}
-	if err := fs.Parse(args); err != nil {
+	if err := flagenv.Parse(fs, args, getenv, nil); err != nil {
 		return c, fmt.Errorf("%w: %v", errUsage, err)
 	}
 	for cidr := range strings.SplitSeq(c.fleet.TrustedProxies, ",") {
@@ -200,11 +189,6 @@ func eachName(list string, f func(string) error) error {
 		}
 	}
 	return nil
-}
-
-// envName maps a flag to its environment variable: its upper-case snake name.
-func envName(flagName string) string {
-	return strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
 // int32Value is a flag for the fleet's int32 settings.

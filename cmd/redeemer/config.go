@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/velvetrope/velvetrope/internal/claim"
+	"github.com/velvetrope/velvetrope/internal/flagenv"
 	"github.com/velvetrope/velvetrope/internal/invite"
 	"github.com/velvetrope/velvetrope/internal/mail"
 	"github.com/velvetrope/velvetrope/internal/redeemer"
@@ -102,19 +103,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.DurationVar(&c.mail.dispatcher.PollInterval, "mail-poll-interval", time.Second, "how often due emails are looked for")
 	fs.Float64Var(&c.mail.dispatcher.Rate, "mail-rate", 20, "emails per second this process sends at most (0: no cap), so mail does not take a crowd's CPU")
 
-	var envErr error
-	fs.VisitAll(func(f *flag.Flag) {
-		name := envName(f.Name)
-		if v := getenv(name); v != "" && envErr == nil {
-			if err := f.Value.Set(v); err != nil {
-				envErr = fmt.Errorf("%w: invalid value %q for %s: %v", errUsage, v, name, err)
-			}
-		}
-	})
-	if envErr != nil {
-		return c, envErr
-	}
-	if err := fs.Parse(args); err != nil {
+	// --listen is LISTEN_ADDR, the Kubernetes convention.
+	if err := flagenv.Parse(fs, args, getenv, map[string]string{"listen": "LISTEN_ADDR"}); err != nil {
 		return c, fmt.Errorf("%w: %v", errUsage, err)
 	}
 	if c.metricsAddr == "0" {
@@ -175,13 +165,4 @@ type mailConfig struct {
 // serverTimeouts bound what a slow or malicious client can hold.
 type serverTimeouts struct {
 	readHeader, read, write, idle time.Duration
-}
-
-// envName maps a flag to its environment variable: --listen is LISTEN_ADDR
-// (the Kubernetes convention), every other flag its upper-case snake name.
-func envName(flagName string) string {
-	if flagName == "listen" {
-		return "LISTEN_ADDR"
-	}
-	return strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
