@@ -27,6 +27,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -145,21 +146,9 @@ func (r *InvitationReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		errs = append(errs, err)
 	}
 
-	prev := inv.Status
-	next := computeStatus(inv, prev, obs, r.Now(), r.MailDelayAfter)
-	if !equality.Semantic.DeepEqual(prev, next) {
-		patch := client.MergeFrom(inv.DeepCopy())
-		inv.Status = next
-		if err := r.Client.Status().Patch(ctx, inv, patch); err != nil {
-			return ctrl.Result{}, kerrors.NewAggregate(append(errs, err))
-		}
-		for _, e := range transitions(prev, next) {
-			kind := corev1.EventTypeNormal
-			if e.warning {
-				kind = corev1.EventTypeWarning
-			}
-			r.Recorder.Eventf(inv, nil, kind, e.reason, e.action, "%s", e.note)
-		}
+	next := computeStatus(inv, inv.Status, obs, r.Now(), r.MailDelayAfter)
+	if err := r.writeStatus(ctx, inv, next); err != nil {
+		return ctrl.Result{}, kerrors.NewAggregate(append(errs, err))
 	}
 	results = append(results, r.requeue(inv, next, obs))
 	// A result or an error, not both: with an error controller-runtime
@@ -168,6 +157,28 @@ func (r *InvitationReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		return ctrl.Result{}, err
 	}
 	return soonest(results...), nil
+}
+
+// writeStatus writes next as inv's status when it differs, then emits the
+// events of the transition.
+func (r *InvitationReconciler) writeStatus(ctx context.Context, inv *v1alpha1.Invitation, next v1alpha1.InvitationStatus) error {
+	prev := inv.Status
+	if equality.Semantic.DeepEqual(prev, next) {
+		return nil
+	}
+	patch := client.MergeFrom(inv.DeepCopy())
+	inv.Status = next
+	if err := r.Client.Status().Patch(ctx, inv, patch); err != nil {
+		return err
+	}
+	for _, e := range transitions(prev, next) {
+		kind := corev1.EventTypeNormal
+		if e.warning {
+			kind = corev1.EventTypeWarning
+		}
+		r.Recorder.Eventf(inv, nil, kind, e.reason, e.action, "%s", e.note)
+	}
+	return nil
 }
 
 // reconcileSeed writes the invitation to MongoDB as the spec says.
@@ -396,7 +407,11 @@ func (r *InvitationReconciler) reconcileDelete(ctx context.Context, inv *v1alpha
 	sctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
 	if err := r.Store.PutInvitation(sctx, domainInvitation(inv, invite.StateRevoked)); err != nil && !errors.Is(err, invite.ErrCodeTaken) {
-		return ctrl.Result{}, fmt.Errorf("revoking %s: %w", inv.EffectiveCode(), err)
+		// The object stays (the finalizer holds it) until MongoDB takes the
+		// revocation; status and a Warning say so, and the retries back
+		// off to at most a minute (SetupWithManager).
+		err = fmt.Errorf("revoking %s: %w", inv.EffectiveCode(), err)
+		return ctrl.Result{}, kerrors.NewAggregate([]error{err, r.writeStatus(ctx, inv, revokePending(inv, err))})
 	}
 	if err := r.handOnFleets(ctx, inv); err != nil {
 		return ctrl.Result{}, err
@@ -624,7 +639,10 @@ func (r *InvitationReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Ma
 		b = b.Watches(&networkingv1.Ingress{}, r.onRouteEvent("Ingress"), children)
 	}
 	return b.Named("invitation").
-		WithOptions(controller.Options{MaxConcurrentReconciles: r.Workers}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.Workers,
+			// Failed passes (MongoDB down) are retried with backoff, but
+			// never more than a minute apart: recovery shows soon.
+			RateLimiter: workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](250*time.Millisecond, time.Minute)}).
 		Complete(r)
 }
 

@@ -653,9 +653,20 @@ var _ = Describe("MongoDB outage", Serial, func() {
 		Expect(status(inv)()).To(HaveField("Phase", v1alpha1.PhaseActive), "the last known phase is kept")
 		Eventually(reasons(ns)).Should(ContainElement(ReasonMongoUnavailable))
 
+		// A deletion meanwhile waits for MongoDB, and says so.
+		doomed := create(newInvitation(ns, "outage-doomed", 10, "outage"))
+		Eventually(func() []string { got, _ := fetch(doomed)(); return got.Finalizers }).Should(ContainElement(Finalizer))
+		Expect(k8sClient.Delete(ctx, doomed)).To(Succeed())
+		Eventually(status(doomed)).Should(WithTransform(readyCondition, And(
+			HaveField("Status", metav1.ConditionFalse), HaveField("Reason", ReasonRevokePending))))
+		Eventually(reasons(ns)).Should(ContainElement(ReasonRevokePending))
+
 		Expect(mongoServer.Restart()).To(Succeed())
 		restarted = true
 		Eventually(status(inv), time.Minute).Should(WithTransform(readyCondition, HaveField("Status", metav1.ConditionTrue)))
+		Eventually(func() bool { _, err := fetch(doomed)(); return apierrors.IsNotFound(err) }, time.Minute).Should(BeTrue(),
+			"the deletion completes once MongoDB is back (retries at most a minute apart)")
+		Expect(stored("outage-doomed")()).To(HaveField("State", invite.StateRevoked))
 	})
 })
 

@@ -44,6 +44,7 @@ const (
 	ReasonMaxReplicas       = "MaxReplicas"
 	ReasonWithinMax         = "WithinMaxReplicas"
 	ReasonMailNotConfigured = "MailNotConfigured"
+	ReasonRevokePending     = "RevokePending"
 	ReasonWithinLimit       = "WithinLimit"
 	ReasonBelowUsage        = "MaxUsesBelowUsage"
 	ReasonDelivering        = "Delivering"
@@ -146,6 +147,16 @@ func computeStatus(inv *v1alpha1.Invitation, prev v1alpha1.InvitationStatus, obs
 	if obs.seedErr == nil && obs.usageErr == nil && obs.fleetErr == nil {
 		st.ObservedGeneration = gen
 	}
+	return st
+}
+
+// revokePending is the status of a deleted Invitation whose code MongoDB has
+// not taken the revocation of yet.
+func revokePending(inv *v1alpha1.Invitation, err error) v1alpha1.InvitationStatus {
+	st := *inv.Status.DeepCopy()
+	meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: v1alpha1.ConditionReady, ObservedGeneration: inv.Generation,
+		Status: metav1.ConditionFalse, Reason: ReasonRevokePending,
+		Message: "deleted, but players can still redeem until MongoDB takes the revocation (retrying): " + err.Error()})
 	return st
 }
 

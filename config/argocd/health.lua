@@ -32,7 +32,7 @@ if ready.status ~= "True" then
   -- will not start by itself (FleetUnavailable) is Degraded.
   if ready.reason == "MongoDBUnavailable" or ready.reason == "CodeConflict" or
      ready.reason == "TemplateInvalid" or ready.reason == "FleetFailed" or
-     ready.reason == "FleetUnavailable" then
+     ready.reason == "FleetUnavailable" or ready.reason == "RevokePending" then
     hs.status = "Degraded"
     hs.message = ready.reason .. ": " .. (ready.message or "")
   else

@@ -82,6 +82,7 @@ func TestInvitationHealth(t *testing.T) {
 		{"code taken", `{"metadata":{"generation":1},"spec":{"maxUses":10},"status":{"observedGeneration":1,"conditions":[{"type":"Ready","status":"False","reason":"CodeConflict","message":"x"}]}}`, "Degraded"},
 		{"fleet pods starting", `{"metadata":{"generation":1},"spec":{"maxUses":10},"status":{"observedGeneration":1,"conditions":[{"type":"Ready","status":"False","reason":"FleetProgressing","message":"1 of 2 pods ready","observedGeneration":1}]}}`, "Progressing"},
 		{"fleet cannot start", `{"metadata":{"generation":1},"spec":{"maxUses":10},"status":{"observedGeneration":1,"conditions":[{"type":"Ready","status":"False","reason":"FleetUnavailable","message":"ImagePullBackOff","observedGeneration":1}]}}`, "Degraded"},
+		{"deleted, MongoDB has not taken the revocation", `{"metadata":{"generation":2},"spec":{"maxUses":10},"status":{"observedGeneration":1,"conditions":[{"type":"Ready","status":"False","reason":"RevokePending","message":"x","observedGeneration":2}]}}`, "Degraded"},
 		{"no Ready condition yet", `{"metadata":{"generation":1},"spec":{"maxUses":10},"status":{"observedGeneration":1,"conditions":[{"type":"OverLimit","status":"False"}]}}`, "Progressing"},
 	}
 	for _, tt := range tests {
