@@ -156,7 +156,7 @@ func TestDefaultRender(t *testing.T) {
 func TestNonDefaultRender(t *testing.T) {
 	objs, err := render(t, map[string]any{
 		"image":         map[string]any{"repository": "registry.example.com/vr", "tag": "1.2.3"},
-		"manager":       map[string]any{"replicas": 3},
+		"manager":       map[string]any{"replicas": 3, "watchNamespaces": []any{"starfall", "moonrise"}},
 		"metrics":       map[string]any{"serviceMonitor": map[string]any{"enabled": true}},
 		"networkPolicy": map[string]any{"enabled": true},
 		"fleet": map[string]any{"trustedProxies": []any{"10.42.0.0/16", "fd00::/64"}, "serviceAccountName": "redeemer",
@@ -182,7 +182,7 @@ func TestNonDefaultRender(t *testing.T) {
 		t.Error("ServiceMonitor and NetworkPolicy when enabled")
 	}
 	args := d.Spec.Template.Spec.Containers[0].Args
-	for _, want := range []string{"--fleet-service-account=redeemer", "--fleet-image-pull-secrets=registry-a,registry-b", "--fleet-network-policy=false",
+	for _, want := range []string{"--watch-namespaces=starfall,moonrise", "--fleet-service-account=redeemer", "--fleet-image-pull-secrets=registry-a,registry-b", "--fleet-network-policy=false",
 		"--prescale-hold=1h", "--route-hostnames=play.example.com", "--route-gateways=edge/public/https,edge/internal", "--route-ingress",
 		"--route-ingress-class=nginx", "--route-ingress-tls-secret=play-tls", `--route-ingress-annotations={"cert-manager.io/cluster-issuer":"letsencrypt"}`} {
 		if !slices.Contains(args, want) {

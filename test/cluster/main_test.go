@@ -44,6 +44,19 @@ func TestMain(m *testing.M) {
 			return 1
 		}
 		defer smtp.Stop()
+		// The Gateway API's CRDs, so the API server validates the
+		// operator's HTTPRoutes with their own schema.
+		crds, err := testbed.GatewayAPICRDs()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		for _, crd := range crds {
+			if out, err := n.KubectlCmd("apply", "--server-side", "-f", crd).CombinedOutput(); err != nil {
+				fmt.Fprintf(os.Stderr, "installing %s: %v\n%s", crd, err, out)
+				return 1
+			}
+		}
 		platform, err = n.Install(ctx, node.PlatformOptions{
 			MongoURI:   mongo.URI,
 			Namespaces: []string{"default"},
@@ -53,9 +66,15 @@ func TestMain(m *testing.M) {
 			// fleet has two pods.
 			// The host is the players' proxy (as an ingress controller
 			// would be): the crowds send X-Forwarded-For.
-			Values: map[string]any{"fleet": map[string]any{
-				"resources":      map[string]any{"requests": map[string]any{"cpu": "50m"}},
-				"trustedProxies": []any{node.HostIP + "/32"}}},
+			Values: map[string]any{
+				"manager": map[string]any{"usageInterval": usageInterval.String()},
+				"fleet": map[string]any{
+					"resources":      map[string]any{"requests": map[string]any{"cpu": "50m"}},
+					"trustedProxies": []any{node.HostIP + "/32"}},
+				// A route per Invitation, both kinds.
+				"routes": map[string]any{
+					"gateway": map[string]any{"enabled": true, "parentRefs": []any{map[string]any{"namespace": "velvetrope-system", "name": "front"}}},
+					"ingress": map[string]any{"enabled": true, "className": "front"}}},
 		})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -64,6 +83,9 @@ func TestMain(m *testing.M) {
 		return m.Run()
 	}())
 }
+
+// usageInterval is the operator's --usage-interval here.
+const usageInterval = 10 * time.Second
 
 func logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "cluster: "+format+"\n", args...)

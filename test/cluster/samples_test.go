@@ -40,7 +40,7 @@ func TestSamplesRunAsPods(t *testing.T) {
 	redeem(t, serviceURL(t, ctx, "default", "twitter"), "twitter-reg1", "node.player@example.com")
 	eventually(t, 30*time.Second, "kubectl get inv shows the redemption", func() (bool, string) {
 		out, _ := platform.KubectlCmd("get", "inv", "-n", "default").CombinedOutput()
-		return regexp.MustCompile(`(?m)^twitter-reg1\s+twitter-reg1\s+1000\s+1\s+Active\s`).Match(out), string(out)
+		return regexp.MustCompile(`(?m)^twitter-reg1\s+twitter-reg1\s+1000\s+1\s+Active\s`).Match(out), string(out) + "\n" + conditions("twitter-reg1") + "\n" + platform.OperatorLogs()
 	})
 	eventually(t, 30*time.Second, "the mail reaches the SMTP server", func() (bool, string) {
 		for _, m := range smtp.Messages() {
@@ -105,4 +105,11 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() (b
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
+}
+
+// conditions is an Invitation's status conditions, for a failing test's
+// message.
+func conditions(name string) string {
+	out, _ := platform.KubectlCmd("get", "inv", name, "-n", "default", "-o", "jsonpath={range .status.conditions[*]}{.type}={.status} {.reason}: {.message}{\"\\n\"}{end}").CombinedOutput()
+	return string(out)
 }

@@ -324,6 +324,9 @@ func (n *Node) controlPlane(ctx context.Context, data string) error {
 		"--service-account-key-file", saPub, "--service-account-signing-key-file", saKey,
 		"--service-cluster-ip-range", ServiceCIDR,
 		"--kubelet-client-certificate", kcCert, "--kubelet-client-key", kcKey,
+		// The node's name resolves nowhere (no DNS here): reach the kubelet
+		// at its InternalIP, as metrics-server does.
+		"--kubelet-preferred-address-types", "InternalIP",
 		"--allow-privileged=true",
 		"--requestheader-client-ca-file", p.caFile(), "--requestheader-allowed-names", "front-proxy-client",
 		"--requestheader-username-headers", "X-Remote-User", "--requestheader-group-headers", "X-Remote-Group",

@@ -56,11 +56,11 @@ func (n *Node) Install(ctx context.Context, opts PlatformOptions) (*Platform, er
 		if err := p.ensureNamespace(ctx, ns); err != nil {
 			return nil, err
 		}
-		if err := p.putSecret(ctx, ns, "velvetrope-mongodb", map[string]string{"uri": opts.MongoURI}); err != nil {
+		if err := p.PutSecret(ctx, ns, "velvetrope-mongodb", map[string]string{"uri": opts.MongoURI}); err != nil {
 			return nil, err
 		}
 		if opts.MailEnv != nil && ns != p.Namespace {
-			if err := p.putSecret(ctx, ns, "velvetrope-mail", opts.MailEnv); err != nil {
+			if err := p.PutSecret(ctx, ns, "velvetrope-mail", opts.MailEnv); err != nil {
 				return nil, err
 			}
 		}
@@ -146,7 +146,8 @@ func (p *Platform) ensureNamespace(ctx context.Context, name string) error {
 	return err
 }
 
-func (p *Platform) putSecret(ctx context.Context, ns, name string, data map[string]string) error {
+// PutSecret creates or replaces a Secret in ns.
+func (p *Platform) PutSecret(ctx context.Context, ns, name string, data map[string]string) error {
 	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, StringData: data}
 	_, err := p.Client.CoreV1().Secrets(ns).Create(ctx, s, metav1.CreateOptions{})
 	if apierrors.IsAlreadyExists(err) {
@@ -169,6 +170,13 @@ func (n *Node) Describe(ctx context.Context, ns string) string {
 		ev = ev[len(ev)-3000:]
 	}
 	return string(out) + "\n" + string(ev)
+}
+
+// OperatorLogs is the tail of the operator's logs (every manager pod), for
+// a failing test's message.
+func (p *Platform) OperatorLogs() string {
+	out, _ := p.KubectlCmd("logs", "-n", p.Namespace, "-l", "app.kubernetes.io/name=velvetrope-operator", "--tail=40", "--prefix", "--all-containers").CombinedOutput()
+	return string(out)
 }
 
 // merge returns a with b's keys over it, recursively for maps.
