@@ -483,7 +483,7 @@ var _ = Describe("Invitation controller", func() {
 		Eventually(status(inv)).Should(And(HaveField("Used", int32(5)), HaveField("Phase", v1alpha1.PhaseExhausted)))
 
 		// Revoking a holder above the limit frees one place, once.
-		_, err := store.Revoke(ctx, "h8@example.com")
+		_, err := store.Revoke(ctx, "", "h8@example.com")
 		Expect(err).NotTo(HaveOccurred())
 		Eventually(func() int { return tryAll("c") }).Should(Equal(1))
 		Expect(store.Used(ctx, "exact")).To(Equal(5))

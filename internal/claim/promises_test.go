@@ -198,7 +198,7 @@ func TestRevocationReachesEveryReplica(t *testing.T) {
 
 	// Revoked through the store, and someone else redeems in the same
 	// interval: the count is unchanged, the holders are not.
-	if _, err := st.Revoke(ctx, ann.Canonical); err != nil {
+	if _, err := st.Revoke(ctx, "", ann.Canonical); err != nil {
 		t.Fatal(err)
 	}
 	expect(t, b, "r", "bob@example.com", invite.Redeemed, nil)

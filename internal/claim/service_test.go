@@ -111,7 +111,7 @@ func TestChangesReachTheView(t *testing.T) {
 
 	// Deleting a redemption frees its slot, seen at the next usage poll.
 	expect(t, svc, "a", "carol@example.com", 0, invite.ErrExhausted)
-	if _, err := st.Revoke(ctx, "ann@example.com"); err != nil {
+	if _, err := st.Revoke(ctx, "", "ann@example.com"); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, func() error { _, err := svc.Redeem(ctx, "a", email(t, "carol@example.com"), "en"); return err })

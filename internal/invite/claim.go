@@ -9,7 +9,8 @@ type Redemption struct {
 	Email      Email
 	Nonce      string // identifies the request that wrote it; see ClaimInserted
 	RedeemedAt time.Time
-	Lang       string // the player's language ("en", "ru"), for their email
+	Lang       string    // the player's language ("en", "ru"), for their email
+	Mail       MailState // where their instructions email is (read back only)
 }
 
 // Outcome of a successful redemption request.

@@ -74,7 +74,7 @@ func TestMailFollowsTheRedemptionNotTheSlot(t *testing.T) {
 	if ok, _, err := s.ClaimAttempt(ctx, old.Nonce, 1, "d", time.Now().Add(time.Minute)); !ok || err != nil {
 		t.Fatalf("claiming attempt 1 for the first holder: %v %v", ok, err)
 	}
-	if _, err := s.Revoke(ctx, "old@x.io"); err != nil {
+	if _, err := s.Revoke(ctx, "", "old@x.io"); err != nil {
 		t.Fatal(err)
 	}
 	next := claim("c", 0, "next@x.io", "n-next")

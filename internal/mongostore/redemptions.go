@@ -46,6 +46,7 @@ func (d redemptionDoc) redemption() invite.Redemption {
 		Nonce:      d.Nonce,
 		RedeemedAt: d.RedeemedAt,
 		Lang:       d.Lang,
+		Mail:       invite.MailState(d.Mail.State),
 	}
 }
 
@@ -242,16 +243,21 @@ func (s *Store) Used(ctx context.Context, code string) (int, error) {
 	return int(n), Classify("counting redemptions of "+code, err)
 }
 
-// Revoke deletes the redemption of a canonical email, freeing its slot and
-// letting the person redeem again (staff revoking one person's place). Every
-// redeemer forgets the holder within its usage interval (the code's tally
-// changes). It returns the redemption revoked, or invite.ErrNotRedeemed.
+// Revoke deletes the redemption of a canonical email of code ("": of any
+// code), freeing its slot and letting the person redeem again (staff
+// revoking one person's place). Every redeemer forgets the holder within its
+// usage interval (the code's tally changes). It returns the redemption
+// revoked, or invite.ErrNotRedeemed.
 //
 // The delete names the document's nonce, so a person who was revoked and
 // redeemed again meanwhile keeps their new place.
-func (s *Store) Revoke(ctx context.Context, canonicalEmail string) (invite.Redemption, error) {
+func (s *Store) Revoke(ctx context.Context, code, canonicalEmail string) (invite.Redemption, error) {
+	filter := bson.D{{Key: "email", Value: canonicalEmail}, notClosed}
+	if code != "" {
+		filter = append(filter, bson.E{Key: "code", Value: code})
+	}
 	var d redemptionDoc
-	err := s.redemptions.FindOne(ctx, bson.D{{Key: "email", Value: canonicalEmail}, notClosed}).Decode(&d)
+	err := s.redemptions.FindOne(ctx, filter).Decode(&d)
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		return invite.Redemption{}, invite.ErrNotRedeemed
 	}

@@ -70,7 +70,7 @@ func TestLoweringClosesSlotsAndTalliesAddUp(t *testing.T) {
 	if due, _ := s.DueMail(ctx, time.Now().Add(time.Hour), 1000); len(due) != 6 {
 		t.Fatalf("%d emails due, want 6: placeholders get no mail", len(due))
 	}
-	if _, err := s.Revoke(ctx, "nobody@x.io"); !errors.Is(err, invite.ErrNotRedeemed) {
+	if _, err := s.Revoke(ctx, "", "nobody@x.io"); !errors.Is(err, invite.ErrNotRedeemed) {
 		t.Fatalf("revoking nobody: %v", err)
 	}
 }
