@@ -144,6 +144,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	if err := flagenv.Parse(fs, args, getenv, nil); err != nil {
 		return c, fmt.Errorf("%w: %v", errUsage, err)
 	}
+	// The fleets read the database the operator writes.
+	c.fleet.MongoDatabase = c.mongoDatabase
 	for cidr := range strings.SplitSeq(c.fleet.TrustedProxies, ",") {
 		if cidr = strings.TrimSpace(cidr); cidr != "" {
 			if _, err := netip.ParsePrefix(cidr); err != nil {

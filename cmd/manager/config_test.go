@@ -42,6 +42,7 @@ func TestParseConfigDefaults(t *testing.T) {
 		{"leader-elect", c.leaderElect, false},
 		{"watch-namespaces", len(c.watchNamespaces), 0},
 		{"mongodb-database", c.mongoDatabase, "velvetrope"},
+		{"the fleets' database", f.MongoDatabase, "velvetrope"},
 		{"usage-interval", c.usageInterval, 10 * time.Second},
 		{"mail-delay-alert", c.mailDelay, 10 * time.Minute},
 		{"workers", c.workers, 4},
@@ -84,7 +85,7 @@ func TestParseConfigEnvAndFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	switch {
-	case c.mongoURI != "mongodb://m" || c.mongoDatabase != "beta" || !c.leaderElect || c.fleet.Image != "registry.example.com/vr:1" ||
+	case c.mongoURI != "mongodb://m" || c.mongoDatabase != "beta" || c.fleet.MongoDatabase != "beta" || !c.leaderElect || c.fleet.Image != "registry.example.com/vr:1" ||
 		c.fleet.MaxReplicas != 40 || c.fleet.CPURequest.Cmp(resource.MustParse("500m")) != 0 ||
 		c.fleet.TrustedProxies != "10.0.0.0/8,fd00::/64" || c.fleet.PrescaleWindow != time.Hour:
 		t.Errorf("environment over defaults: %+v", c)
