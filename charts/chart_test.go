@@ -4,6 +4,7 @@ package charts
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"maps"
 	"os"
@@ -189,14 +190,65 @@ func TestNonDefaultRender(t *testing.T) {
 			t.Errorf("manager args lack %s: %v", want, args)
 		}
 	}
-	if find(t, objs, "Ingress", nil) {
-		t.Error("the chart makes no Ingress: the operator makes one per Invitation")
+	// The one route for unknown codes: the bare prefix, to the manager's
+	// fallback port (the operator makes a route per Invitation).
+	var ing networkingv1.Ingress
+	if !find(t, objs, "Ingress", &ing) || ing.Spec.Rules[0].Host != "play.example.com" || *ing.Spec.IngressClassName != "nginx" ||
+		ing.Spec.Rules[0].HTTP.Paths[0].Path != "/invitations" || ing.Spec.Rules[0].HTTP.Paths[0].Backend.Service.Name != "vr-fallback" ||
+		ing.Annotations["cert-manager.io/cluster-issuer"] != "letsencrypt" || ing.Spec.TLS[0].SecretName != "play-tls" {
+		t.Errorf("unknown-codes Ingress: %+v", ing)
+	}
+	route := object(objs, "HTTPRoute")
+	if route == nil {
+		t.Fatal("no unknown-codes HTTPRoute")
+	}
+	backend, _, _ := unstructured.NestedSlice(route.Object, "spec", "rules")
+	parents, _, _ := unstructured.NestedSlice(route.Object, "spec", "parentRefs")
+	if len(backend) != 1 || len(parents) != 2 || !strings.Contains(fmt.Sprint(backend), "vr-fallback") || !strings.Contains(fmt.Sprint(parents[0]), "sectionName:https") {
+		t.Errorf("unknown-codes HTTPRoute rules %v parents %v", backend, parents)
 	}
 }
 
 // TestCRD: the CRD is a template (helm upgrade updates it; Helm never
 // upgrades a chart's crds/), rendered from the generated one, kept by helm
 // uninstall unless crds.keep is false, and left out with crds.install=false.
+// TestStaffAPI: the aggregated API is registered, the manager may check its
+// callers, and staff get roles to bind.
+func TestStaffAPI(t *testing.T) {
+	objs, err := render(t, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := object(objs, "APIService")
+	if svc == nil || svc.GetName() != "v1alpha1.staff.velvetrope.io" {
+		t.Fatalf("APIService %v", svc)
+	}
+	var names []string
+	for _, o := range objs {
+		if o.GetKind() == "ClusterRole" || o.GetKind() == "RoleBinding" || o.GetKind() == "ClusterRoleBinding" {
+			names = append(names, o.GetKind()+"/"+o.GetName())
+		}
+	}
+	for _, want := range []string{"ClusterRole/velvetrope-staff-redemptions-reader", "ClusterRole/velvetrope-staff-revoker",
+		"RoleBinding/vr-staff-auth-reader", "ClusterRoleBinding/vr-staff-auth-delegator"} {
+		if !slices.Contains(names, want) {
+			t.Errorf("no %s in %v", want, names)
+		}
+	}
+	var d appsv1.Deployment
+	find(t, objs, "Deployment", &d)
+	if !slices.Contains(d.Spec.Template.Spec.Containers[0].Args, "--staff-bind-address=:8444") {
+		t.Errorf("args %v", d.Spec.Template.Spec.Containers[0].Args)
+	}
+	objs, err = render(t, map[string]any{"staff": map[string]any{"enabled": false}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if object(objs, "APIService") != nil {
+		t.Error("staff.enabled=false still registers the APIService")
+	}
+}
+
 func TestCRD(t *testing.T) {
 	ch, err := loader.Load("velvetrope")
 	if err != nil {
@@ -298,6 +350,7 @@ func TestUpgradeReusingValues(t *testing.T) {
 	}
 	delete(old.Values, "crds")
 	delete(old.Values["fleet"].(map[string]any), "podMonitor")
+	delete(old.Values, "monitoring")
 	cfg := &action.Configuration{Releases: storage.Init(driver.NewMemory()), KubeClient: &kubefake.PrintingKubeClient{Out: io.Discard},
 		Capabilities: chartutil.DefaultCapabilities, Log: func(string, ...any) {}}
 	install := action.NewInstall(cfg)
@@ -311,7 +364,8 @@ func TestUpgradeReusingValues(t *testing.T) {
 	}
 	upgrade := action.NewUpgrade(cfg)
 	upgrade.Namespace, upgrade.ReuseValues = "velvetrope-system", true
-	rel, err := upgrade.Run("vr", ch, map[string]any{"image": map[string]any{"tag": "2"}})
+	rel, err := upgrade.Run("vr", ch, map[string]any{"image": map[string]any{"tag": "2"},
+		"monitoring": map[string]any{"prometheusRule": map[string]any{"enabled": true}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -321,6 +375,12 @@ func TestUpgradeReusingValues(t *testing.T) {
 	}
 	if object(objs, "PodMonitor") != nil {
 		t.Error("an upgrade reusing values without fleet.podMonitor rendered a PodMonitor")
+	}
+	// monitoring.prometheusRule enabled on a release without the monitoring
+	// values: the thresholds fall back to the template's defaults.
+	if pr := object(objs, "PrometheusRule"); pr == nil || !strings.Contains(ruleExprs(t, pr)["VelvetRopeServerErrors"], "> 0.05") ||
+		ruleFor(t, pr, "VelvetRopeSustained503") != "10m" {
+		t.Errorf("an upgrade reusing values without monitoring, enabling the rules: %v", pr)
 	}
 }
 
@@ -340,6 +400,10 @@ func TestBadValuesFailAtInstall(t *testing.T) {
 		"unknown crds value":              {"crds": map[string]any{"upgrade": true}},
 		"namespace that is no DNS label":  {"fleet": map[string]any{"podMonitor": map[string]any{"enabled": true, "namespaces": []any{"Star_Fall"}}}},
 		"interval without unit":           {"fleet": map[string]any{"podMonitor": map[string]any{"interval": "30"}}},
+		"error ratio over 1":              {"monitoring": map[string]any{"prometheusRule": map[string]any{"serverErrorRatio": 5}}},
+		"alert duration without unit":     {"monitoring": map[string]any{"prometheusRule": map[string]any{"sustained503For": "10"}}},
+		"unknown monitoring value":        {"monitoring": map[string]any{"grafana": map[string]any{"enabled": true}}},
+		"dashboard label not a string":    {"monitoring": map[string]any{"dashboard": map[string]any{"labels": map[string]any{"grafana_dashboard": 1}}}},
 	} {
 		if _, err := render(t, values); err == nil {
 			t.Errorf("%s: accepted", name)

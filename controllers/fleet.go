@@ -67,7 +67,6 @@ type FleetConfig struct {
 const (
 	LabelCampaign  = "velvetrope.io/campaign"
 	LabelName      = "app.kubernetes.io/name"
-	LabelInstance  = "app.kubernetes.io/instance"
 	LabelManagedBy = "app.kubernetes.io/managed-by"
 	// AnnotationMailSecretVersion on a fleet's pods is the mail Secret's
 	// version they were started with.
@@ -94,8 +93,11 @@ type campaign struct {
 // most 40 characters, so this stays a valid DNS label.
 func fleetName(campaign string) string { return "velvetrope-" + campaign }
 
+// fleetLabels label a fleet's objects. No app.kubernetes.io/instance: Argo
+// CD's label tracking reads it as an Application's name, and a campaign named
+// like one would have its fleet adopted or pruned.
 func fleetLabels(campaign string) map[string]string {
-	return map[string]string{LabelName: redeemerName, LabelInstance: campaign, LabelCampaign: campaign, LabelManagedBy: managedBy}
+	return map[string]string{LabelName: redeemerName, LabelCampaign: campaign, LabelManagedBy: managedBy}
 }
 
 func selectorLabels(campaign string) map[string]string {

@@ -2,7 +2,11 @@ package controllers
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -35,18 +39,18 @@ func judgeFleet(d *appsv1.Deployment, pods []corev1.Pod) fleetHealth {
 	if d == nil {
 		return fleetHealth{Reason: ReasonFleetProgressing, Message: "the fleet's Deployment is being created"}
 	}
-	h := fleetHealth{Ready: d.Status.ReadyReplicas, Desired: d.Status.Replicas}
-	var progressing *appsv1.DeploymentCondition
-	for i, c := range d.Status.Conditions {
-		switch {
-		case c.Type == appsv1.DeploymentAvailable && c.Status == corev1.ConditionTrue:
-			h.Available = d.Status.ReadyReplicas > 0
-		case c.Type == appsv1.DeploymentProgressing:
-			progressing = &d.Status.Conditions[i]
-		}
-	}
+	// Serving means a pod answers players. Not the Deployment's Available
+	// condition: with maxUnavailable 0 it turns False whenever the HPA
+	// scales out, which is exactly during a crowd.
+	h := fleetHealth{Ready: d.Status.AvailableReplicas, Desired: d.Status.Replicas, Available: d.Status.AvailableReplicas > 0}
 	if h.Available {
 		return h
+	}
+	var progressing *appsv1.DeploymentCondition
+	for i, c := range d.Status.Conditions {
+		if c.Type == appsv1.DeploymentProgressing {
+			progressing = &d.Status.Conditions[i]
+		}
 	}
 	for _, p := range pods {
 		for _, cs := range p.Status.ContainerStatuses {
@@ -99,8 +103,23 @@ type seenMail struct {
 
 // mailSecret is what the operator looks at in a namespace's mail Secret.
 type mailSecret struct {
-	Configured bool   // SMTP_HOST is set
-	Version    string // the Secret's resourceVersion; empty: no Secret
+	Configured mailSetup
+	Version    string // a digest of the Secret's data; empty: no Secret
+}
+
+// mailSetup is which of the settings a fleet needs to send mail the mail
+// Secret holds: presence only, never a value.
+type mailSetup struct {
+	SMTPHost bool // SMTP_HOST is set: the fleet has a mail server
+	// TokenKey: MAIL_TOKEN_KEY is set. Without it a fleet with a mail
+	// server sends nothing rather than sign registration links with a key
+	// only one pod knows (docs/registration.md).
+	TokenKey bool
+}
+
+// mailSetupOf reads which mail settings s holds, by presence.
+func mailSetupOf(s *corev1.Secret) mailSetup {
+	return mailSetup{SMTPHost: len(s.Data["SMTP_HOST"]) > 0, TokenKey: len(s.Data["MAIL_TOKEN_KEY"]) > 0}
 }
 
 func newFleetWatch(cache, api client.Reader, mailSecret string, ttl time.Duration, now func() time.Time) *fleetWatch {
@@ -143,10 +162,12 @@ func (w *fleetWatch) fleet(ctx context.Context, namespace, campaign string) (fle
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get,resourceNames=velvetrope-mail
 
 // mailSecret reports whether the namespace's fleets have a mail server
-// (SMTP_HOST in the mail Secret), and the Secret's version: a pod reads the
-// Secret when it starts, so the fleet is rolled when it changes. Nothing
-// else of the Secret is kept or logged. ok is false when it cannot be told
-// (the Secret is not readable), so nothing is claimed.
+// (SMTP_HOST in the mail Secret) and a registration token key
+// (MAIL_TOKEN_KEY), and the Secret's version: a pod reads the Secret when it
+// starts, so the fleet is rolled when it changes. Of those two keys only
+// their presence is read, and nothing else of the Secret is kept or logged.
+// ok is false when it cannot be told (the Secret is not readable), so
+// nothing is claimed.
 func (w *fleetWatch) mailSecret(ctx context.Context, namespace string) (m mailSecret, ok bool) {
 	if w.mail == "" {
 		return mailSecret{}, true
@@ -162,7 +183,7 @@ func (w *fleetWatch) mailSecret(ctx context.Context, namespace string) (m mailSe
 	if err != nil && !apierrors.IsNotFound(err) {
 		return mailSecret{}, false
 	}
-	m = mailSecret{Configured: len(s.Data["SMTP_HOST"]) > 0, Version: s.ResourceVersion}
+	m = mailSecret{Configured: mailSetupOf(&s), Version: dataVersion(s.Data)}
 	w.mu.Lock()
 	w.smtp[namespace] = seenMail{at: w.now(), mailSecret: m}
 	w.mu.Unlock()
@@ -173,4 +194,19 @@ func (w *fleetWatch) forget(namespace, campaign string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	delete(w.health, namespace+"/"+campaign)
+}
+
+// dataVersion digests a Secret's data: it changes when a key or value does,
+// not on an edit of labels or annotations. A one-way digest: the values
+// cannot be read back from it.
+func dataVersion(data map[string][]byte) string {
+	if len(data) == 0 {
+		return ""
+	}
+	h := sha256.New()
+	for _, k := range slices.Sorted(maps.Keys(data)) {
+		fmt.Fprintf(h, "%d:%s%d:", len(k), k, len(data[k]))
+		h.Write(data[k])
+	}
+	return hex.EncodeToString(h.Sum(nil)[:8])
 }

@@ -278,6 +278,11 @@ func (r *InvitationReconciler) reconcileUsage(ctx context.Context, inv *v1alpha1
 func (r *InvitationReconciler) reconcileFleet(ctx context.Context, inv *v1alpha1.Invitation, obs *observation) (ctrl.Result, error) {
 	mail, mailKnown := r.fleets.mailSecret(ctx, inv.Namespace)
 	obs.mailSecret, obs.mailConfigured, obs.mailKnown = r.Fleet.MailSecretName, mail.Configured, mailKnown
+	if p, ok := r.passes.get(inv); ok && !mailKnown {
+		// The Secret could not be read: keep the fleet as it was rather
+		// than roll it without, then with, the version.
+		mail.Version = p.mailVersion
+	}
 	next, settled := r.fleetSettled(inv, mail.Version)
 	if settled {
 		// A periodic pass over an Invitation whose spec the fleet already
@@ -349,7 +354,11 @@ func (r *InvitationReconciler) fleetSettled(inv *v1alpha1.Invitation, mailVersio
 		p.mailVersion != mailVersion {
 		return time.Time{}, false
 	}
-	for _, kind := range fleetKinds {
+	kinds := fleetKinds
+	if r.Fleet.NetworkPolicy {
+		kinds = append(slices.Clone(kinds), "NetworkPolicy")
+	}
+	for _, kind := range kinds {
 		if !r.written.fresh(fleetKey(kind, inv.Namespace, inv.Spec.Campaign), r.Now()) {
 			return time.Time{}, false
 		}
@@ -439,6 +448,21 @@ func (r *InvitationReconciler) campaign(ctx context.Context, namespace, name str
 	return c, nil
 }
 
+// liveCampaign is campaign read from the API server, not the cache.
+func (r *InvitationReconciler) liveCampaign(ctx context.Context, namespace, name string) (campaign, error) {
+	var list v1alpha1.InvitationList
+	if err := r.Reader.List(ctx, &list, client.InNamespace(namespace)); err != nil {
+		return campaign{}, err
+	}
+	c := campaign{Namespace: namespace, Name: name}
+	for _, inv := range list.Items {
+		if inv.DeletionTimestamp.IsZero() && inv.Spec.Campaign == name {
+			c.Invitations = append(c.Invitations, inv)
+		}
+	}
+	return c, nil
+}
+
 // applyFleet server-side applies the campaign's children, skipping those
 // applied unchanged recently (see written).
 func (r *InvitationReconciler) applyFleet(ctx context.Context, c campaign, p prescale, mailVersion string) error {
@@ -501,6 +525,12 @@ func (r *InvitationReconciler) handOnFleets(ctx context.Context, inv *v1alpha1.I
 			continue
 		}
 		c, err := r.campaign(ctx, inv.Namespace, name)
+		if err == nil && !inv.DeletionTimestamp.IsZero() {
+			// The owners must be alive: a cache that has not seen other
+			// deletions yet could hand the fleet to Invitations already
+			// gone, and the garbage collector would delete a live fleet.
+			c, err = r.liveCampaign(ctx, inv.Namespace, name)
+		}
 		switch {
 		case err != nil:
 			errs = append(errs, err)
@@ -625,7 +655,7 @@ func (r *InvitationReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Ma
 		// Our own status writes change no generation: they wake nobody.
 		For(&v1alpha1.Invitation{}, builder.WithPredicates(predicate.Or(
 			predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}, finalizersChanged()))).
-		Watches(&appsv1.Deployment{}, r.onFleetEvent("Deployment"), children).
+		Watches(&appsv1.Deployment{}, r.onFleetEvent("Deployment"), children, builder.WithPredicates(notOnlyScaled())).
 		Watches(&corev1.Service{}, r.onFleetEvent("Service"), children).
 		Watches(&autoscalingv2.HorizontalPodAutoscaler{}, r.onFleetEvent("HorizontalPodAutoscaler"), children).
 		Watches(&policyv1.PodDisruptionBudget{}, r.onFleetEvent("PodDisruptionBudget"), children)
@@ -664,6 +694,22 @@ func childChanged() predicate.Funcs {
 		d1, ok1 := was.(*appsv1.Deployment)
 		d2, ok2 := is.(*appsv1.Deployment)
 		return ok1 && ok2 && judgeFleet(d1, nil).Available != judgeFleet(d2, nil).Available
+	}}
+}
+
+// notOnlyScaled drops the Deployment updates in which the HPA only changed
+// spec.replicas: each scaling step would otherwise requeue the campaign.
+func notOnlyScaled() predicate.Funcs {
+	return predicate.Funcs{UpdateFunc: func(e ctrlevent.UpdateEvent) bool {
+		d1, ok1 := e.ObjectOld.(*appsv1.Deployment)
+		d2, ok2 := e.ObjectNew.(*appsv1.Deployment)
+		if !ok1 || !ok2 || d1.Generation == d2.Generation {
+			return true
+		}
+		s1, s2 := d1.Spec.DeepCopy(), d2.Spec.DeepCopy()
+		s1.Replicas, s2.Replicas = nil, nil
+		return !equality.Semantic.DeepEqual(s1, s2) || !maps.Equal(d1.Labels, d2.Labels) ||
+			judgeFleet(d1, nil).Available != judgeFleet(d2, nil).Available
 	}}
 }
 

@@ -27,8 +27,9 @@ type observation struct {
 	prescale   prescale    // the campaign's, when fleetKnown
 	// mailKnown says whether mailConfigured could be told (the mail Secret
 	// was readable); mailSecret names it, for the message.
-	mailKnown, mailConfigured bool
-	mailSecret                string
+	mailKnown      bool
+	mailConfigured mailSetup
+	mailSecret     string
 }
 
 // Condition reasons.
@@ -44,6 +45,7 @@ const (
 	ReasonMaxReplicas       = "MaxReplicas"
 	ReasonWithinMax         = "WithinMaxReplicas"
 	ReasonMailNotConfigured = "MailNotConfigured"
+	ReasonTokenKeyMissing   = "MailTokenKeyMissing"
 	ReasonRevokePending     = "RevokePending"
 	ReasonWithinLimit       = "WithinLimit"
 	ReasonBelowUsage        = "MaxUsesBelowUsage"
@@ -108,8 +110,10 @@ func computeStatus(inv *v1alpha1.Invitation, prev v1alpha1.InvitationStatus, obs
 	meta.SetStatusCondition(&st.Conditions, ready)
 
 	if obs.fleetKnown {
+		// No pod counts in the message: they change with every scaling
+		// step, and each change would be a status write.
 		fleet := metav1.Condition{Type: v1alpha1.ConditionFleetAvailable, ObservedGeneration: gen,
-			Status: metav1.ConditionTrue, Reason: ReasonAvailable, Message: fmt.Sprintf("%d of %d pods ready", obs.fleet.Ready, obs.fleet.Desired)}
+			Status: metav1.ConditionTrue, Reason: ReasonAvailable, Message: "the campaign's pods serve players"}
 		if !obs.fleet.Available {
 			fleet.Status, fleet.Reason, fleet.Message = metav1.ConditionFalse, obs.fleet.Reason, obs.fleet.Message
 		}
@@ -131,9 +135,15 @@ func computeStatus(inv *v1alpha1.Invitation, prev v1alpha1.InvitationStatus, obs
 		mail := metav1.Condition{Type: v1alpha1.ConditionMailDelivered, ObservedGeneration: gen,
 			Status: metav1.ConditionTrue, Reason: ReasonDelivering, Message: fmt.Sprintf("%d sent, %d pending", st.Mail.Sent, st.Mail.Pending)}
 		switch {
-		case obs.mailKnown && !obs.mailConfigured:
+		case obs.mailKnown && !obs.mailConfigured.SMTPHost:
 			mail.Status, mail.Reason = metav1.ConditionFalse, ReasonMailNotConfigured
 			mail.Message = fmt.Sprintf("no mail server: Secret %s in this namespace has no SMTP_HOST, so %d emails wait in MongoDB until it does", obs.mailSecret, st.Mail.Pending)
+		case obs.mailKnown && !obs.mailConfigured.TokenKey:
+			// The redeemers send nothing rather than sign links with a key
+			// only one pod knows, which the game could not verify.
+			mail.Status, mail.Reason = metav1.ConditionFalse, ReasonTokenKeyMissing
+			mail.Message = fmt.Sprintf("no registration token key: Secret %s in this namespace has SMTP_HOST but no MAIL_TOKEN_KEY (at least 32 bytes; the game verifies links with it), "+
+				"so the fleet sends no email and %d wait in MongoDB until it has one (docs/registration.md)", obs.mailSecret, st.Mail.Pending)
 		case !obs.mail.OldestPending.IsZero() && now.Sub(obs.mail.OldestPending) > mailDelay:
 			mail.Status, mail.Reason = metav1.ConditionFalse, ReasonMailDelayed
 			mail.Message = fmt.Sprintf("%d emails pending, the oldest for %s: is the mail server failing?", st.Mail.Pending, now.Sub(obs.mail.OldestPending).Round(time.Second))

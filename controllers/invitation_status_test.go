@@ -203,7 +203,7 @@ func TestFleetConditions(t *testing.T) {
 
 func TestJudgeFleet(t *testing.T) {
 	available := func(ready int32) *appsv1.Deployment {
-		return &appsv1.Deployment{Status: appsv1.DeploymentStatus{Replicas: 2, ReadyReplicas: ready,
+		return &appsv1.Deployment{Status: appsv1.DeploymentStatus{Replicas: 2, ReadyReplicas: ready, AvailableReplicas: ready,
 			Conditions: []appsv1.DeploymentCondition{{Type: appsv1.DeploymentAvailable, Status: corev1.ConditionTrue}}}}
 	}
 	starting := &appsv1.Deployment{Status: appsv1.DeploymentStatus{Replicas: 2,
@@ -223,6 +223,8 @@ func TestJudgeFleet(t *testing.T) {
 	}{
 		{"serving", available(2), nil, true, ""},
 		{"available but nothing ready", available(0), nil, false, ReasonFleetProgressing},
+		{"scaling out: one pod serves, the Deployment is not Available", &appsv1.Deployment{Status: appsv1.DeploymentStatus{Replicas: 4, AvailableReplicas: 2,
+			Conditions: []appsv1.DeploymentCondition{{Type: appsv1.DeploymentAvailable, Status: corev1.ConditionFalse}}}}, nil, true, ""},
 		{"not yet created", nil, nil, false, ReasonFleetProgressing},
 		{"pods starting", starting, []corev1.Pod{waiting("ContainerCreating")}, false, ReasonFleetProgressing},
 		{"missing Secret", starting, []corev1.Pod{waiting("ContainerCreating"), waiting("CreateContainerConfigError")}, false, "CreateContainerConfigError"},

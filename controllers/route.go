@@ -38,11 +38,11 @@ type GatewayRef struct {
 	Section         string // a listener name; empty: every listener
 }
 
-// invitationsPath is where every code lives. Each route also sends the bare
-// prefix to its fleet, which answers an unknown code with the documented
-// problem+json 404 rather than the front door's default page; the longer
-// prefix of a known code always wins (Gateway API and Ingress both pick the
-// longest matching prefix).
+// invitationsPath is where every code lives. Unknown codes are the chart's:
+// one route for the bare prefix, to the manager's fallback port, which
+// answers them as a fleet does (the documented 404). One object, because
+// some Ingress controllers (ingress-nginx) refuse a host and path that
+// another Ingress already has; the longer prefix of a known code wins.
 const invitationsPath = "/invitations"
 
 // routeName names an Invitation's HTTPRoute and Ingress. Object names are at
@@ -57,11 +57,11 @@ func routeName(inv *v1alpha1.Invitation) string {
 }
 
 func routeLabels(inv *v1alpha1.Invitation) map[string]string {
-	return map[string]string{LabelName: redeemerName, LabelInstance: inv.Spec.Campaign, LabelCampaign: inv.Spec.Campaign, LabelManagedBy: managedBy}
+	return fleetLabels(inv.Spec.Campaign)
 }
 
-// desiredHTTPRoute sends /invitations/<code> (and the bare prefix, see
-// invitationsPath) to the Service of inv's campaign.
+// desiredHTTPRoute sends /invitations/<code> to the Service of inv's
+// campaign.
 func desiredHTTPRoute(cfg RouteConfig, inv *v1alpha1.Invitation) *gatewayv1ac.HTTPRouteApplyConfiguration {
 	prefix := func(path string) *gatewayv1ac.HTTPRouteMatchApplyConfiguration {
 		return gatewayv1ac.HTTPRouteMatch().WithPath(gatewayv1ac.HTTPPathMatch().
@@ -69,7 +69,7 @@ func desiredHTTPRoute(cfg RouteConfig, inv *v1alpha1.Invitation) *gatewayv1ac.HT
 	}
 	spec := gatewayv1ac.HTTPRouteSpec().
 		WithRules(gatewayv1ac.HTTPRouteRule().
-			WithMatches(prefix(invitationsPath+"/"+inv.EffectiveCode()), prefix(invitationsPath)).
+			WithMatches(prefix(invitationsPath + "/" + inv.EffectiveCode())).
 			WithBackendRefs(gatewayv1ac.HTTPBackendRef().
 				WithName(gatewayv1.ObjectName(fleetName(inv.Spec.Campaign))).WithPort(servicePort)))
 	for _, g := range cfg.Gateways {
@@ -100,7 +100,7 @@ func desiredIngress(cfg RouteConfig, inv *v1alpha1.Invitation) *networkingv1ac.I
 	}
 	rule := func(host string) *networkingv1ac.IngressRuleApplyConfiguration {
 		r := networkingv1ac.IngressRule().WithHTTP(networkingv1ac.HTTPIngressRuleValue().
-			WithPaths(path(invitationsPath+"/"+inv.EffectiveCode()), path(invitationsPath)))
+			WithPaths(path(invitationsPath + "/" + inv.EffectiveCode())))
 		if host != "" {
 			r.WithHost(host)
 		}

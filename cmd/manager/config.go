@@ -26,6 +26,8 @@ type config struct {
 	metricsAddr     string
 	metricsSecure   bool
 	probeAddr       string
+	fallbackAddr    string // "0": off
+	staffAddr       string // "0": off
 	leaderElect     bool
 	watchNamespaces []string // empty: every namespace
 	mongoURI        string
@@ -59,6 +61,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&c.metricsAddr, "metrics-bind-address", ":8443", "metrics endpoint address (0 disables)")
 	fs.BoolVar(&c.metricsSecure, "metrics-secure", true, "serve metrics over HTTPS (self-signed) to callers the API server authenticates and authorises for GET /metrics; false: plain HTTP to anyone, for local runs only")
 	fs.StringVar(&c.probeAddr, "health-probe-bind-address", ":8081", "health probe address")
+	fs.StringVar(&c.fallbackAddr, "fallback-bind-address", ":8082", "where unknown codes are answered as a fleet answers them (the chart routes the bare /invitations prefix here); 0 disables")
+	fs.StringVar(&c.staffAddr, "staff-bind-address", ":8444", "the staff API (the aggregated API staff.velvetrope.io over HTTPS, the caller authenticated by the API server and authorised with SubjectAccessReviews); 0 disables")
 	fs.BoolVar(&c.leaderElect, "leader-elect", false, "elect a leader, so only one replica reconciles")
 	fs.Func("watch-namespaces", "comma-separated namespaces whose Invitations and fleets the manager watches; empty: all (docs/operator.md: RBAC)", func(s string) error {
 		c.watchNamespaces = nil

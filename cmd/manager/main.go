@@ -17,6 +17,7 @@ import (
 
 	"github.com/velvetrope/velvetrope/controllers"
 	"github.com/velvetrope/velvetrope/internal/mongostore"
+	"github.com/velvetrope/velvetrope/internal/staff"
 )
 
 // version is set at build time (-ldflags "-X main.version=…").
@@ -78,6 +79,18 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 	}
 	if err := r.SetupWithManager(ctx, mgr); err != nil {
 		return fmt.Errorf("controller: %w", err)
+	}
+	if cfg.fallbackAddr != "0" {
+		if err := mgr.Add(fallbackServer{addr: cfg.fallbackAddr, log: ctrl.Log.WithName("fallback")}); err != nil {
+			return err
+		}
+	}
+	if cfg.staffAddr != "0" {
+		api := staff.NewHandler(staff.Handler{Store: store, User: staffUser, Log: ctrl.Log.WithName("staff"),
+			Invitations: staffInvitations{client: mgr.GetClient(), recorder: mgr.GetEventRecorder("velvetrope-staff")}})
+		if err := mgr.Add(staffServer{addr: cfg.staffAddr, kubeconfig: os.Getenv("KUBECONFIG"), handler: api, log: ctrl.Log.WithName("staff")}); err != nil {
+			return err
+		}
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err
