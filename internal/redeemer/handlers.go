@@ -77,6 +77,10 @@ func (s *Server) redeem(w http.ResponseWriter, r *http.Request) (invite.Outcome,
 func (s *Server) handleStatus() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		code := r.PathValue("code")
+		// The page and the JSON status share this URL: every answer, a
+		// problem included, says that caches must key it on Accept too.
+		// (The page adds Accept-Language.)
+		w.Header().Set("Vary", "Accept")
 		if wantsHTML(r) {
 			s.renderPage(w, r, http.StatusOK, code, pageLang(r), "", "", "")
 			return

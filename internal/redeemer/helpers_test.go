@@ -36,9 +36,15 @@ type replica struct {
 	registry *prometheus.Registry // what the replica's metrics listener serves
 }
 
-func startReplica(t *testing.T, st claim.Store, cfg redeemer.Config) *replica {
+// startReplica starts a replica over st; tune changes its claim service's
+// configuration.
+func startReplica(t *testing.T, st claim.Store, cfg redeemer.Config, tune ...func(*claim.Config)) *replica {
 	t.Helper()
-	svc := claim.New(st, claim.Config{PollInterval: 50 * time.Millisecond, UsageInterval: 100 * time.Millisecond}, logr.Discard())
+	ccfg := claim.Config{PollInterval: 50 * time.Millisecond, UsageInterval: 100 * time.Millisecond}
+	for _, f := range tune {
+		f(&ccfg)
+	}
+	svc := claim.New(st, ccfg, logr.Discard())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { svc.Run(ctx); close(done) }()

@@ -9,10 +9,12 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"maps"
 	"mime"
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 
@@ -44,7 +46,7 @@ var (
 // Branding is how a campaign's page looks.
 type Branding struct {
 	Title      string `json:"title"`      // the game's name
-	LogoURL    string `json:"logoURL"`    // https:// or data: image URL; empty: none
+	LogoURL    string `json:"logoURL"`    // https://, a path, or a base64 data: image (validDataLogo); empty: none
 	Accent     string `json:"accent"`     // button colour, #rgb or #rrggbb
 	Background string `json:"background"` // page colour
 	Links      []Link `json:"links"`      // shown at the bottom
@@ -62,8 +64,9 @@ type Brands struct {
 	Campaigns map[string]Branding `json:"campaigns"`
 }
 
-// DefaultBranding is clean and neutral.
-var DefaultBranding = Branding{Title: "our game", Accent: "#2f4bb3", Background: "#f7f7f8"}
+// DefaultBranding is clean and neutral. Without a title the page names no
+// game ("Join the closed beta").
+var DefaultBranding = Branding{Accent: "#2f4bb3", Background: "#f7f7f8"}
 
 // Validate refuses colours and URLs that could break out of their place.
 func (b Brands) Validate() error {
@@ -81,16 +84,71 @@ func (b Branding) validate() error {
 			return fmt.Errorf("colour %q: use #rgb or #rrggbb", c)
 		}
 	}
-	urls := []string{b.LogoURL}
-	for _, l := range b.Links {
-		urls = append(urls, l.URL)
+	if strings.HasPrefix(b.LogoURL, "data:") {
+		if err := validDataLogo(b.LogoURL); err != nil {
+			return fmt.Errorf("logoURL: %w", err)
+		}
+	} else if u := b.LogoURL; u != "" && !strings.HasPrefix(u, "https://") && !strings.HasPrefix(u, "/") {
+		return fmt.Errorf("logoURL %q: use https://, a data: image or a path", u)
 	}
-	for _, u := range urls {
-		if u != "" && !strings.HasPrefix(u, "https://") && !strings.HasPrefix(u, "data:image/") && !strings.HasPrefix(u, "/") {
-			return fmt.Errorf("URL %q: use https://, data:image/ or a path", u)
+	for _, l := range b.Links {
+		if u := l.URL; u != "" && !strings.HasPrefix(u, "https://") && !strings.HasPrefix(u, "/") {
+			return fmt.Errorf("link URL %q: use https:// or a path", u)
 		}
 	}
 	return nil
+}
+
+// MaxLogoBytes bounds a data: logo, decoded: it is inlined in every page,
+// and a replica keeps up to 256 renderings of the page.
+const MaxLogoBytes = 32 << 10
+
+// logoTypes are the image types a data: logo may have.
+var logoTypes = []string{"image/png", "image/jpeg", "image/gif", "image/webp", "image/svg+xml"}
+
+// validDataLogo accepts data:<type>;base64,<payload> with a type of
+// logoTypes, canonical standard base64 (no spaces, padded), at most
+// MaxLogoBytes decoded, and bytes that are what the type says. Only such a
+// URL is marked safe for the page (logoAttr): html/template would otherwise
+// print #ZgotmplZ, as it refuses every data: URL in src.
+func validDataLogo(u string) error {
+	meta, payload, ok := strings.Cut(strings.TrimPrefix(u, "data:"), ",")
+	typ, base64ed := strings.CutSuffix(meta, ";base64")
+	switch {
+	case !ok || !base64ed:
+		return fmt.Errorf("a data: logo must be base64 (data:image/png;base64,...)")
+	case !slices.Contains(logoTypes, typ):
+		return fmt.Errorf("data: logo of type %q: use one of %s", typ, strings.Join(logoTypes, ", "))
+	case base64.StdEncoding.DecodedLen(len(payload)) > MaxLogoBytes+2:
+		return fmt.Errorf("data: logo larger than %d bytes", MaxLogoBytes)
+	}
+	img, err := base64.StdEncoding.DecodeString(payload)
+	switch {
+	case err != nil || base64.StdEncoding.EncodeToString(img) != payload:
+		return fmt.Errorf("data: logo: the payload is not canonical standard base64")
+	case len(img) > MaxLogoBytes:
+		return fmt.Errorf("data: logo of %d bytes: at most %d", len(img), MaxLogoBytes)
+	case len(img) == 0:
+		return fmt.Errorf("data: logo is empty")
+	case typ == "image/svg+xml":
+		if !bytes.Contains(bytes.ToLower(img), []byte("<svg")) {
+			return fmt.Errorf("data: logo of type %s holds no <svg> element", typ)
+		}
+	case http.DetectContentType(img) != typ:
+		return fmt.Errorf("data: logo of type %s holds %s", typ, http.DetectContentType(img))
+	}
+	return nil
+}
+
+// logoAttr is what the page's <img src> gets: a data: URL checked by
+// validDataLogo when the branding was validated (NewServer refuses any
+// other) marked safe, anything else as a string for html/template to
+// filter as usual.
+func logoAttr(u string) any {
+	if strings.HasPrefix(u, "data:") {
+		return template.URL(u)
+	}
+	return u
 }
 
 func (b Brands) forCampaign(campaign string) Branding {
@@ -147,10 +205,16 @@ var resultOf = map[string]string{
 	"body-too-large": "error", "unsupported-media-type": "error", "internal": "error",
 }
 
+// stateText names what the page says (a key of strings2) for each state of
+// a code but active, whose text is "remaining". enhance.js gets it as
+// msgs.states, to say the count again after a redemption.
+var stateText = map[string]string{"paused": "paused", "exhausted": "full", "expired": "expired", "revoked": "revoked"}
+
 type page struct {
 	Lang, Code, Email, Error, Action string
 	T                                map[string]string
 	Brand                            Branding
+	Logo                             any // logoAttr(Brand.LogoURL)
 	StateText                        string
 	Open                             bool
 	ResultText, ResultKind           string
@@ -180,8 +244,12 @@ func (s *Server) renderPage(w http.ResponseWriter, r *http.Request, status int, 
 	t := strings2[lang]
 	p := page{Lang: lang, Code: code, Email: email, Error: fieldError, T: map[string]string{}, Action: "/invitations/" + code,
 		Brand: s.brands.forCampaign(st.Campaign), Script: template.JS(enhanceJS)}
+	p.Logo = logoAttr(p.Brand.LogoURL)
 	for k, v := range t {
 		p.T[k] = strings.ReplaceAll(v, "{game}", p.Brand.Title)
+	}
+	if p.Brand.Title == "" {
+		p.T["title"] = t["untitled"]
 	}
 	switch {
 	case errors.Is(err, invite.ErrUnknownCode):
@@ -189,7 +257,7 @@ func (s *Server) renderPage(w http.ResponseWriter, r *http.Request, status int, 
 	case st.State == "active":
 		p.Open, p.StateText = true, strings.ReplaceAll(p.T["remaining"], "{n}", fmt.Sprint(st.Remaining))
 	default:
-		p.StateText = p.T[map[string]string{"paused": "paused", "exhausted": "full", "expired": "expired", "revoked": "revoked"}[st.State]]
+		p.StateText = p.T[stateText[st.State]]
 	}
 	if result != "" {
 		p.ResultText = p.T[result]
@@ -204,7 +272,7 @@ func (s *Server) renderPage(w http.ResponseWriter, r *http.Request, status int, 
 	other := map[string]string{"en": "ru", "ru": "en"}[lang]
 	p.Switch.Lang, p.Switch.Label = other, strings2[other]["switch"]
 	p.Switch.URL = "/invitations/" + url.PathEscape(code) + "?lang=" + other
-	msgs := map[string]any{"codes": resultOf}
+	msgs := map[string]any{"codes": resultOf, "states": stateText}
 	for k, v := range p.T {
 		msgs[k] = v
 	}
@@ -220,7 +288,9 @@ func (s *Server) renderPage(w http.ResponseWriter, r *http.Request, status int, 
 	if plain {
 		s.pages.put(code, lang, st, b.Bytes(), etag)
 	}
-	s.writePage(w, r, status, status == http.StatusOK && email == "", b.Bytes(), etag)
+	// A result page answers one person's form post: its count must be the
+	// one after their redemption, so no cache keeps it.
+	s.writePage(w, r, status, status == http.StatusOK && email == "" && result == "", b.Bytes(), etag)
 }
 
 // writePage writes a rendered page; cacheable pages hold nothing personal.
@@ -232,9 +302,12 @@ func (s *Server) writePage(w http.ResponseWriter, r *http.Request, status int, c
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("Vary", "Accept, Accept-Language")
 	if cacheable {
-		// The page holds nothing personal: a few seconds of caching lets
-		// browsers and CDNs absorb a crowd; the ETag makes revalidation free.
-		h.Set("Cache-Control", "public, max-age=5")
+		// The page holds nothing personal: a few seconds in shared caches
+		// (s-maxage) let CDNs absorb a crowd. A browser revalidates every
+		// time (max-age=0; the ETag makes that a 304 from memory), so a
+		// player who reloads after redeeming sees the count that includes
+		// them, not their browser's copy from before.
+		h.Set("Cache-Control", "public, max-age=0, s-maxage=5")
 		h.Set("ETag", etag)
 		if r.Header.Get("If-None-Match") == etag {
 			w.WriteHeader(http.StatusNotModified)
@@ -332,8 +405,8 @@ func (s *Server) handleForm(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleResult(w http.ResponseWriter, r *http.Request) {
 	code := r.PathValue("code")
 	result := r.URL.Query().Get("outcome")
-	if _, ok := strings2["en"][result]; !ok || result == "title" {
-		result = ""
+	if !slices.Contains(slices.Collect(maps.Values(resultOf)), result) {
+		result = "" // only a result the form can redirect to
 	}
 	status := http.StatusOK
 	if !invite.ValidCode(code) {

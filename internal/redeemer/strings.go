@@ -1,10 +1,12 @@
 package redeemer
 
 // strings2 holds the page's text per language. Keys not starting with a
-// result name are labels; {game} and {n} are filled in.
+// result name are labels; {game} and {n} are filled in. "untitled" is the
+// title when no game name is configured.
 var strings2 = map[string]map[string]string{
 	"en": {
 		"title":      "Join the {game} closed beta",
+		"untitled":   "Join the closed beta",
 		"emailLabel": "Your email",
 		"button":     "Get my invitation",
 		"sending":    "Sending…",
@@ -24,6 +26,7 @@ var strings2 = map[string]map[string]string{
 	},
 	"ru": {
 		"title":      "Закрытый бета-тест {game}",
+		"untitled":   "Закрытый бета-тест",
 		"emailLabel": "Ваш email",
 		"button":     "Получить приглашение",
 		"sending":    "Отправляем…",

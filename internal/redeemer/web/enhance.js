@@ -7,6 +7,18 @@
   var input = document.getElementById('email');
   var button = form.querySelector('button');
   var msgs = JSON.parse(document.getElementById('msgs').textContent);
+  var state = document.getElementById('state');
+  // After an answer about the code, say its state again: the page's own
+  // copy is from before this redemption. no-store: not from a cache either.
+  function recount() {
+    fetch(form.action, { headers: { 'Accept': 'application/json' }, cache: 'no-store' }).then(function (r) {
+      return r.ok ? r.json() : null;
+    }).then(function (st) {
+      if (!st || !state) return;
+      var text = st.state === 'active' ? msgs.remaining.replace('{n}', st.remaining) : msgs[msgs.states[st.state]];
+      if (text) state.textContent = text;
+    }).catch(function () {});
+  }
   function show(kind, text) {
     out.className = 'result ' + kind;
     out.textContent = text;
@@ -28,6 +40,7 @@
       body: JSON.stringify({ email: input.value })
     }).then(function (r) {
       return r.json().catch(function () { return {}; }).then(function (body) {
+        if (r.status === 201 || r.status === 200 || r.status === 410 || r.status === 423) recount();
         if (r.status === 201) return done('success', msgs.redeemed);
         if (r.status === 200) return done('success', msgs.already);
         if ((r.status === 429 || r.status === 503) && attempt < 3) {
