@@ -18,6 +18,7 @@ import (
 	"github.com/velvetrope/velvetrope/internal/invite"
 	"github.com/velvetrope/velvetrope/internal/mail"
 	"github.com/velvetrope/velvetrope/internal/redeemer"
+	"github.com/velvetrope/velvetrope/pkg/regtoken"
 )
 
 var errUsage = errors.New("usage")
@@ -92,7 +93,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&c.mail.smtp.Password, "smtp-password", "", "SMTP password (prefer the SMTP_PASSWORD variable)")
 	fs.StringVar(&c.mail.smtp.TLS, "smtp-tls", "mandatory", "STARTTLS policy: mandatory, opportunistic or none")
 	fs.StringVar(&c.mail.dir, "mail-dir", "", "without --smtp-host, write each email as an .eml file here and count it sent (for development: nobody receives it); empty: emails wait in MongoDB")
-	fs.StringVar(&c.mail.tokenKey, "mail-token-key", "", "key (at least 32 bytes) signing registration tokens; the game's site verifies with the same key (prefer MAIL_TOKEN_KEY)")
+	fs.StringVar(&c.mail.tokenKey, "mail-token-key", "", "key (at least 32 bytes) signing registration tokens, which the game verifies with it (docs/registration.md; prefer MAIL_TOKEN_KEY); "+
+		"required to send through --smtp-host: without it emails wait in MongoDB. With --mail-dir alone, a random key is used (development)")
 	fs.StringVar(&c.mail.dispatcher.From, "mail-from", "VelvetRope <beta@localhost>", "sender of the instructions email")
 	fs.StringVar(&c.mail.dispatcher.GameName, "game-name", "our game", "the game's name, on the landing page and in the email")
 	brandingFile := fs.String("branding-file", "", "JSON file with the landing page's look per campaign (docs/landing-page.md)")
@@ -139,6 +141,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		return c, fmt.Errorf("%w: --max-pending and --parallel-batches must be at least 1", errUsage)
 	case c.http.RateLimitKeys < 1:
 		return c, fmt.Errorf("%w: --rate-limit-keys must be at least 1", errUsage)
+	case c.mail.tokenKey != "" && len(c.mail.tokenKey) < regtoken.MinKeySize:
+		return c, fmt.Errorf("%w: --mail-token-key (MAIL_TOKEN_KEY) must be at least %d bytes", errUsage, regtoken.MinKeySize)
 	case c.http.MaxBodyBytes < 64:
 		return c, fmt.Errorf("%w: --max-body-bytes must be at least 64", errUsage)
 	case c.timeouts.readHeader <= 0 || c.timeouts.read <= 0 || c.timeouts.write <= 0 || c.timeouts.idle <= 0,

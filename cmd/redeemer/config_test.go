@@ -43,6 +43,9 @@ func TestParseConfig(t *testing.T) {
 			t.Errorf("%q with METRICS_ADDR=%q must disable metrics: %q %v", off.args, off.env("METRICS_ADDR"), c.metricsAddr, err)
 		}
 	}
+	if c, err := parseConfig([]string{"--mongodb-uri", "m"}, env("MAIL_TOKEN_KEY", strings.Repeat("k", 32)), io.Discard); err != nil || c.mail.tokenKey != strings.Repeat("k", 32) {
+		t.Errorf("MAIL_TOKEN_KEY: %q %v", c.mail.tokenKey, err)
+	}
 	if c, err := parseConfig([]string{"--mongodb-uri", "m"}, env("RATE_LIMIT_KEYS", "1000"), io.Discard); err != nil || c.http.RateLimitKeys != 1000 {
 		t.Errorf("RATE_LIMIT_KEYS=1000: %d, %v", c.http.RateLimitKeys, err)
 	}
@@ -63,6 +66,7 @@ func TestParseConfig(t *testing.T) {
 		{[]string{"--mongodb-uri", "m", "extra"}, env(), "unexpected arguments"},
 		{[]string{"--mongodb-uri", "m", "--redeem-timeout", "20s"}, env(), "--redeem-timeout must be at least --write-timeout and below --write-timeout-http"},
 		{[]string{"--mongodb-uri", "m", "--redeem-timeout", "1s"}, env(), "--redeem-timeout must be at least"},
+		{[]string{"--mongodb-uri", "m"}, env("MAIL_TOKEN_KEY", "too-short"), "--mail-token-key (MAIL_TOKEN_KEY) must be at least 32 bytes"},
 	} {
 		_, err := parseConfig(tt.args, tt.env, io.Discard)
 		if !errors.Is(err, errUsage) || !strings.Contains(err.Error(), tt.want) {

@@ -5,12 +5,14 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/velvetrope/velvetrope/internal/testbed"
+	"github.com/velvetrope/velvetrope/pkg/regtoken"
 )
 
 // TestRedemptionWritesAnEmailFile: without a mail server the dispatcher in
@@ -84,7 +86,8 @@ func TestMailWaitsWithoutAMailServer(t *testing.T) {
 	defer smtp.Stop()
 	// Another redeemer on the same database, the first still running (a
 	// rolling update that brings the mail server's settings).
-	q := startRedeemerOn(t, database, "--mail-dir", "", "--smtp-host", "127.0.0.1", "--smtp-port", strconv.Itoa(smtp.Port()), "--smtp-tls", "none", "--mail-poll-interval", "50ms")
+	q := startRedeemerOn(t, database, "--mail-dir", "", "--smtp-host", "127.0.0.1", "--smtp-port", strconv.Itoa(smtp.Port()), "--smtp-tls", "none", "--mail-poll-interval", "50ms",
+		"--mail-token-key", tokenKey)
 	deadline := time.Now().Add(15 * time.Second)
 	for len(smtp.Messages()) == 0 && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
@@ -109,6 +112,90 @@ func TestMailWaitsWithoutAMailServer(t *testing.T) {
 	if files, _ := os.ReadDir(work); len(files) > 0 {
 		t.Errorf("%d files written in the working directory", len(files))
 	}
+}
+
+// tokenKey is the tests' MAIL_TOKEN_KEY: a redeemer with a mail server
+// sends nothing without one.
+const tokenKey = "redeemer-test-token-key-0123456789abcdef"
+
+// TestMailWaitsForATokenKey: a redeemer with a mail server but no token key
+// sends nothing, rather than sign links with a key only it knows (the game
+// could not verify them, and each pod's would differ): the email stays
+// pending with no attempt and nothing reaches the mail server, not even
+// with --mail-dir set; a warning and both gauges say so. A redeemer started
+// beside it with the key delivers the email, and its link verifies with
+// that key for the player's canonical email.
+func TestMailWaitsForATokenKey(t *testing.T) {
+	smtp, err := testbed.StartSMTP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer smtp.Stop()
+	database, st := newDatabase(t)
+	withSMTP := []string{"--smtp-host", "127.0.0.1", "--smtp-port", strconv.Itoa(smtp.Port()), "--smtp-tls", "none",
+		"--mail-poll-interval", "50ms", "--mail-link-base", "https://game.example/register"}
+	p := startRedeemerOn(t, database, withSMTP...)
+	if status := redeemOne(t, p.Addr, "Keyless.Player+beta@Example.com", "en"); status != 201 {
+		t.Fatalf("redeem: %d, want 201 as with a key", status)
+	}
+	time.Sleep(time.Second) // twenty mail polls, were a dispatcher running
+
+	ctx := t.Context()
+	due, err := st.DueMail(ctx, time.Now(), 10)
+	if err != nil || len(due) != 1 || due[0].Attempts != 0 {
+		t.Fatalf("the outbox: %+v %v; want the one email, with no attempt", due, err)
+	}
+	if n := len(smtp.Messages()); n != 0 {
+		t.Fatalf("the mail server got %d messages from a redeemer without a token key", n)
+	}
+	if !strings.Contains(warnings(p.Logs()), "No registration token key (--mail-token-key, MAIL_TOKEN_KEY)") {
+		t.Errorf("no warning says that emails wait for a token key:\n%s", p.Logs())
+	}
+	_, _, m := get(t, "http://"+p.MetricsAddr+"/metrics")
+	for _, want := range []string{"\nvelvetrope_mail_configured 0\n", "\nvelvetrope_mail_token_key_configured 0\n"} {
+		if !strings.Contains(m, want) || strings.Contains(m, "velvetrope_mail_sent_total") {
+			t.Errorf("metrics must say %q, with no dispatcher's counters:\n%s", strings.TrimSpace(want), grepLines(m, "velvetrope_mail_"))
+		}
+	}
+
+	q := startRedeemerOn(t, database, append(withSMTP, "--mail-token-key", tokenKey)...)
+	msgs := waitMessages(t, smtp, 1)
+	body, err := msgs[0].Text()
+	if err != nil {
+		t.Fatal(err)
+	}
+	link := regexp.MustCompile(`https://game\.example/register\?token=(\S+)`).FindStringSubmatch(body)
+	if link == nil {
+		t.Fatalf("no registration link in:\n%s", body)
+	}
+	key, _ := regtoken.NewKey([]byte(tokenKey))
+	v, _ := regtoken.NewVerifier(key)
+	if c, err := v.VerifyFor(link[1], "keyless.player@example.com", time.Now()); err != nil || c.Code != "twitter-reg1" || c.KeyID != key.ID {
+		t.Errorf("the mailed token: %v, %v", c, err)
+	}
+	if !strings.Contains(q.Logs(), `"keyID":"`+key.ID+`"`) || strings.Contains(q.Logs(), tokenKey) {
+		t.Errorf("the redeemer must log the key's id, never the key:\n%s", grepLines(q.Logs(), "key"))
+	}
+	_, _, m = get(t, "http://"+q.MetricsAddr+"/metrics")
+	for _, want := range []string{"\nvelvetrope_mail_configured 1\n", "\nvelvetrope_mail_token_key_configured 1\n", "\nvelvetrope_mail_sent_total 1\n"} {
+		if !strings.Contains(m, want) {
+			t.Errorf("the redeemer with a key: want %q:\n%s", strings.TrimSpace(want), grepLines(m, "velvetrope_mail_"))
+		}
+	}
+}
+
+// waitMessages waits up to 15s for the mail server to hold n messages.
+func waitMessages(t *testing.T, smtp *testbed.SMTP, n int) []testbed.Message {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for len(smtp.Messages()) < n && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	msgs := smtp.Messages()
+	if len(msgs) != n {
+		t.Fatalf("the mail server got %d messages, want %d", len(msgs), n)
+	}
+	return msgs
 }
 
 // redeemOne redeems twitter-reg1 for email on the redeemer at addr and

@@ -25,6 +25,7 @@ import (
 	"github.com/velvetrope/velvetrope/internal/mail"
 	"github.com/velvetrope/velvetrope/internal/mongostore"
 	"github.com/velvetrope/velvetrope/internal/redeemer"
+	"github.com/velvetrope/velvetrope/pkg/regtoken"
 )
 
 // run wires the redeemer and serves until SIGTERM or SIGINT, then drains:
@@ -62,19 +63,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	defer srv.Close()
 
-	dispatcher, err := newDispatcher(cfg.mail, store, reg, log.WithName("mail"))
+	dispatcher, warning, err := newDispatcher(cfg.mail, store, reg, log.WithName("mail"))
 	if err != nil {
 		return err
 	}
-	if err := mail.RegisterConfigured(reg, dispatcher != nil); err != nil {
+	if err := mail.RegisterConfigured(reg, dispatcher != nil, cfg.mail.tokenKey != ""); err != nil {
 		return err
 	}
-	if dispatcher == nil && cfg.mail.dispatch {
+	if warning != "" {
 		// A warning, which logr cannot write: nothing is lost, but no player
-		// hears from us until someone configures a mail server.
-		zl.Named("mail").Warn("No mail server configured (--smtp-host, SMTP_HOST): this redeemer sends no emails. " +
-			"Each redemption's email waits, pending, in MongoDB; a redeemer started with a mail server sends it. " +
-			"(--mail-dir writes them as .eml files instead, for development.)")
+		// hears from us until someone completes the mail settings.
+		zl.Named("mail").Warn(warning)
 	}
 
 	// Both listeners are bound before anything is logged as listening, so
@@ -199,43 +198,67 @@ func newZap(w io.Writer, level zapcore.Level) *zap.Logger {
 	return zap.New(core)
 }
 
+// Why a redeemer sends no mail, for its warning.
+const (
+	warnNoMailServer = "No mail server configured (--smtp-host, SMTP_HOST): this redeemer sends no emails. " +
+		"Each redemption's email waits, pending, in MongoDB; a redeemer started with a mail server sends it. " +
+		"(--mail-dir writes them as .eml files instead, for development.)"
+	warnNoTokenKey = "No registration token key (--mail-token-key, MAIL_TOKEN_KEY): this redeemer sends no emails, " +
+		"rather than sign their links with a key only it knows, which the game could not verify. " +
+		"Each redemption's email waits, pending, in MongoDB; a redeemer started with the key sends it (docs/registration.md)."
+)
+
 // newDispatcher wires the mail dispatcher: SMTP with --smtp-host, else .eml
-// files in --mail-dir. It returns nil when this process sends no mail: with
-// --mail-dispatch=false, or with neither a mail server nor a directory, where
-// a dispatcher would have nowhere to send. Emails then wait in MongoDB's
-// outbox, pending, for a process that has one: a dispatcher that counted
-// them sent into a directory nobody reads would lose them.
-func newDispatcher(c mailConfig, store *mongostore.Store, reg prometheus.Registerer, log logr.Logger) (*mail.Dispatcher, error) {
+// files in --mail-dir. It returns nil when this process sends no mail, with
+// a warning saying why unless that was asked for (--mail-dispatch=false):
+// with neither a mail server nor a directory, a dispatcher would have
+// nowhere to send; with a mail server but no token key, it would sign links
+// with a key of its own that the game cannot verify, and that differs from
+// pod to pod. Emails then wait in MongoDB's outbox, pending, for a process
+// that can send them. Only a directory, for development, gets a random key.
+func newDispatcher(c mailConfig, store *mongostore.Store, reg prometheus.Registerer, log logr.Logger) (*mail.Dispatcher, string, error) {
 	var sender mail.Sender
 	switch {
 	case !c.dispatch:
-		return nil, nil
+		return nil, "", nil
 	case c.smtp.Host != "":
 		if c.smtp.Timeout == 0 {
 			c.smtp.Timeout = 20 * time.Second
 		}
 		s, err := mail.NewSMTP(c.smtp)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", errUsage, err)
+			return nil, "", fmt.Errorf("%w: %v", errUsage, err)
+		}
+		if c.tokenKey == "" {
+			return nil, warnNoTokenKey, nil
 		}
 		sender = s
 	case c.dir != "":
 		log.Info("No --smtp-host: emails are written as files and counted sent", "dir", c.dir)
 		sender = mail.Dir{Path: c.dir}
 	default:
-		return nil, nil
+		return nil, warnNoMailServer, nil
 	}
-	key := []byte(c.tokenKey)
-	if len(key) == 0 {
-		key = make([]byte, 32)
-		rand.Read(key)
-		log.Info("No --mail-token-key: registration tokens are signed with a random key that nothing else can verify")
+	secret := []byte(c.tokenKey)
+	if len(secret) == 0 {
+		secret = make([]byte, regtoken.MinKeySize)
+		rand.Read(secret)
+		log.Info("No --mail-token-key: the links in these files are signed with a random key that nothing else can verify")
 	}
-	signer, err := mail.NewSigner(key)
+	key, err := regtoken.NewKey(secret)
 	if err != nil {
-		return nil, fmt.Errorf("%w: --mail-token-key: %v", errUsage, err)
+		return nil, "", fmt.Errorf("%w: --mail-token-key: %v", errUsage, err)
+	}
+	signer, err := regtoken.NewSigner(key)
+	if err != nil {
+		return nil, "", fmt.Errorf("%w: --mail-token-key: %v", errUsage, err)
+	}
+	if c.tokenKey != "" {
+		// The id, not the key: which key a fleet signs with, during a rotation.
+		log.Info("Signing registration links", "keyID", signer.KeyID())
 	}
 	host, _ := os.Hostname()
 	c.dispatcher.ID = fmt.Sprintf("%s-%d", host, os.Getpid())
-	return mail.NewDispatcher(store, sender, mail.DefaultTemplates(), signer, c.dispatcher, reg, log)
+	d, err := mail.NewDispatcher(store, sender, mail.DefaultTemplates(), signer, c.dispatcher, reg, log)
+	return d, "", err
 }

@@ -1,7 +1,8 @@
 // Package mail delivers the instructions email of every redemption: an
-// outbox dispatcher over MongoDB, SMTP and file senders, templates and
-// signed registration tokens. It never imports the MongoDB driver (storage
-// comes in through Store) or net/http.
+// outbox dispatcher over MongoDB, SMTP and file senders, and templates. The
+// registration link's token is minted with pkg/regtoken, the one
+// implementation the game's backend verifies with. It never imports the
+// MongoDB driver (storage comes in through Store) or net/http.
 package mail
 
 import (
@@ -20,6 +21,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/velvetrope/velvetrope/internal/invite"
+	"github.com/velvetrope/velvetrope/pkg/regtoken"
 )
 
 // Store is the outbox.
@@ -88,7 +90,7 @@ type Dispatcher struct {
 	store     Store
 	sender    Sender
 	templates *Templates
-	signer    *Signer
+	signer    *regtoken.Signer
 	cfg       Config
 	log       logr.Logger
 	metrics   *metrics
@@ -99,10 +101,10 @@ type Dispatcher struct {
 }
 
 // NewDispatcher returns a dispatcher; reg receives its metrics.
-func NewDispatcher(store Store, sender Sender, templates *Templates, signer *Signer, cfg Config, reg prometheus.Registerer, log logr.Logger) (*Dispatcher, error) {
+func NewDispatcher(store Store, sender Sender, templates *Templates, signer *regtoken.Signer, cfg Config, reg prometheus.Registerer, log logr.Logger) (*Dispatcher, error) {
 	cfg.defaults()
-	if cfg.From == "" || cfg.ID == "" {
-		return nil, fmt.Errorf("mail dispatcher needs From and ID")
+	if cfg.From == "" || cfg.ID == "" || signer == nil {
+		return nil, fmt.Errorf("mail dispatcher needs From, ID and a token signer")
 	}
 	m, err := newMetrics(reg)
 	if err != nil {
@@ -218,7 +220,9 @@ func (d *Dispatcher) backoff(n int) time.Duration {
 }
 
 // compose renders o's email: to the address as typed, with a stable
-// Message-ID and a registration link carrying a signed token.
+// Message-ID and a registration link carrying a signed token. The token
+// names the redemption by its nonce and binds the canonical email without
+// carrying it (docs/registration.md).
 func (d *Dispatcher) compose(ctx context.Context, o invite.Outbound) (*gomail.Msg, error) {
 	pos, err := d.store.Position(ctx, o.Code, o.RedeemedAt)
 	if err != nil {
@@ -229,7 +233,10 @@ func (d *Dispatcher) compose(ctx context.Context, o invite.Outbound) (*gomail.Ms
 		return nil, err
 	}
 	expires := d.cfg.Now().Add(d.cfg.TokenTTL)
-	token := d.signer.Sign(Claims{Code: o.Code, Email: o.Email.Canonical, Expires: expires.Unix()})
+	token, err := d.signer.Sign(regtoken.Grant{Code: o.Code, RedemptionID: o.Nonce, Email: o.Email.Canonical, Expires: expires})
+	if err != nil {
+		return nil, err
+	}
 	sep := "?"
 	if strings.Contains(d.cfg.LinkBase, "?") {
 		sep = "&"
@@ -306,17 +313,30 @@ func redact(err error, e invite.Email) string {
 
 // RegisterConfigured registers velvetrope_mail_configured: 1 when this
 // process sends the outbox's emails (it runs a dispatcher), 0 when they wait
-// in MongoDB for a process that does. Unlike the dispatcher's own metrics it
-// exists in every process, so a missing mail server shows as a 0.
-func RegisterConfigured(reg prometheus.Registerer, sending bool) error {
-	g := prometheus.NewGauge(prometheus.GaugeOpts{
+// in MongoDB for a process that does; and velvetrope_mail_token_key_configured:
+// 1 when a registration token key was given, 0 when not (then a mail server
+// sends nothing, and --mail-dir signs with a key of its own). Unlike the
+// dispatcher's own metrics they exist in every process, so a missing mail
+// server or key shows as a 0.
+func RegisterConfigured(reg prometheus.Registerer, sending, tokenKey bool) error {
+	configured := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "velvetrope_mail_configured",
-		Help: "1 when this process sends emails (a mail server, or --mail-dir); 0 when they wait in MongoDB unsent (no mail server configured, or --mail-dispatch=false).",
+		Help: "1 when this process sends emails (a mail server and a token key, or --mail-dir); 0 when they wait in MongoDB unsent (no mail server, no token key, or --mail-dispatch=false).",
+	})
+	keyed := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "velvetrope_mail_token_key_configured",
+		Help: "1 when a registration token key (MAIL_TOKEN_KEY) was given; 0 when not: a mail server then sends nothing, rather than sign links with a key only this process knows.",
 	})
 	if sending {
-		g.Set(1)
+		configured.Set(1)
 	}
-	return reg.Register(g)
+	if tokenKey {
+		keyed.Set(1)
+	}
+	if err := reg.Register(configured); err != nil {
+		return err
+	}
+	return reg.Register(keyed)
 }
 
 type metrics struct {
