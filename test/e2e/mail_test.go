@@ -11,8 +11,8 @@ import (
 
 	"github.com/velvetrope/velvetrope/internal/invite"
 	"github.com/velvetrope/velvetrope/internal/loadgen"
-	vmail "github.com/velvetrope/velvetrope/internal/mail"
 	"github.com/velvetrope/velvetrope/internal/testbed"
+	"github.com/velvetrope/velvetrope/pkg/regtoken"
 )
 
 // TestStormMail: a crowd through two redeemers with a real SMTP server; every
@@ -42,7 +42,8 @@ func TestStormMail(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	time.Sleep(500 * time.Millisecond) // would a duplicate follow?
-	signer, _ := vmail.NewSigner([]byte(key))
+	signingKey, _ := regtoken.NewKey([]byte(key))
+	verifier, _ := regtoken.NewVerifier(signingKey)
 	want := map[string]bool{}
 	for _, raw := range res.Answered {
 		want[strings.TrimSpace(raw)] = true
@@ -61,9 +62,9 @@ func TestStormMail(t *testing.T) {
 			continue
 		}
 		token, _ := url.QueryUnescape(link[1])
-		claims, err := signer.Verify(token, time.Now())
 		canonical, _ := invite.ParseEmail(to, invite.DefaultFolding)
-		if err != nil || claims.Code != "mailstorm" || claims.Email != canonical.Canonical {
+		claims, err := verifier.VerifyFor(token, canonical.Canonical, time.Now())
+		if err != nil || claims.Code != "mailstorm" || claims.RedemptionID == "" {
 			t.Errorf("%s: token %+v, %v", to, claims, err)
 		}
 	}
