@@ -45,10 +45,10 @@ func routes(t *testing.T) client.Client {
 	return c
 }
 
-// frontDoor is where a Gateway API implementation sends path, reading the
-// namespace's HTTPRoutes as the specification says (the longest matching
-// path prefix, then the oldest route), and where an Ingress controller sends
-// it (the longest matching Prefix path): the Service and port of each. No
+// frontDoor is where a Gateway API implementation sends path, reading every
+// HTTPRoute as the specification says (the longest matching path prefix,
+// then the oldest route), and where an Ingress controller sends it (the
+// longest matching Prefix path): "namespace/service:port" of each. No
 // Gateway or Ingress controller builds here (docs/operator.md), so this is
 // the part of the front door the test can hold the routes to.
 func frontDoor(ctx context.Context, c client.Client, path string) (httpRoute, ingress string, err error) {
@@ -57,7 +57,7 @@ func frontDoor(ctx context.Context, c client.Client, path string) (httpRoute, in
 		return path == prefix || strings.HasPrefix(path, prefix+"/")
 	}
 	var hrs gatewayv1.HTTPRouteList
-	if err := c.List(ctx, &hrs, client.InNamespace("default")); err != nil {
+	if err := c.List(ctx, &hrs); err != nil {
 		return "", "", err
 	}
 	slices.SortFunc(hrs.Items, func(a, b gatewayv1.HTTPRoute) int { return a.CreationTimestamp.Compare(b.CreationTimestamp.Time) })
@@ -70,12 +70,12 @@ func frontDoor(ctx context.Context, c client.Client, path string) (httpRoute, in
 				}
 				best = len(*m.Path.Value)
 				ref := rule.BackendRefs[0]
-				httpRoute = fmt.Sprintf("%s:%d", ref.Name, *ref.Port)
+				httpRoute = fmt.Sprintf("%s/%s:%d", r.Namespace, ref.Name, *ref.Port)
 			}
 		}
 	}
 	var ings networkingv1.IngressList
-	if err := c.List(ctx, &ings, client.InNamespace("default")); err != nil {
+	if err := c.List(ctx, &ings); err != nil {
 		return "", "", err
 	}
 	best = -1
@@ -86,17 +86,18 @@ func frontDoor(ctx context.Context, c client.Client, path string) (httpRoute, in
 					continue
 				}
 				best = len(p.Path)
-				ingress = fmt.Sprintf("%s:%d", p.Backend.Service.Name, p.Backend.Service.Port.Number)
+				ingress = fmt.Sprintf("%s/%s:%d", ing.Namespace, p.Backend.Service.Name, p.Backend.Service.Port.Number)
 			}
 		}
 	}
 	return httpRoute, ingress, nil
 }
 
-// serviceAddr is the ClusterIP address of a "name:port" backend.
+// serviceAddr is the ClusterIP address of a "namespace/name:port" backend.
 func serviceAddr(ctx context.Context, backend string) (string, error) {
-	name, port, _ := strings.Cut(backend, ":")
-	svc, err := platform.Client.CoreV1().Services("default").Get(ctx, name, metav1.GetOptions{})
+	ns, rest, _ := strings.Cut(backend, "/")
+	name, port, _ := strings.Cut(rest, ":")
+	svc, err := platform.Client.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		return "", err
 	}
@@ -143,7 +144,7 @@ func TestNewCodeReachableThroughRoutes(t *testing.T) {
 		return resp.StatusCode == http.StatusOK, resp.Status
 	})
 	t.Logf("new code in a new campaign answering through its routes (%s) %v after kubectl apply", through, time.Since(start).Round(100*time.Millisecond))
-	if through != "velvetrope-"+name+":80" {
+	if through != "default/velvetrope-"+name+":80" {
 		t.Errorf("routed to %s, want the campaign's Service", through)
 	}
 
@@ -188,10 +189,11 @@ func TestNewCodeReachableThroughRoutes(t *testing.T) {
 		t.Error("300 requests from one client within seconds: no 429")
 	}
 
-	// An unknown code falls to the bare prefix: a fleet's problem+json.
+	// An unknown code falls to the chart's one route for the bare prefix:
+	// the manager answers it as a fleet does.
 	hr, ing, err := frontDoor(ctx, c, "/invitations/no-such-code")
-	if err != nil || hr == "" || ing == "" {
-		t.Fatalf("unknown codes are not routed: HTTPRoute %q Ingress %q %v", hr, ing, err)
+	if err != nil || hr != "velvetrope-system/velvetrope-fallback:80" || ing != hr {
+		t.Fatalf("unknown codes: HTTPRoute to %q, Ingress to %q (%v), want the release's fallback Service", hr, ing, err)
 	}
 	url, err = serviceAddr(ctx, hr)
 	if err != nil {
