@@ -9,6 +9,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -36,6 +37,7 @@ var (
 	k8sClient   client.Client
 	testEnv     *envtest.Environment
 	mongoServer *testbed.Mongo
+	operatorDB  *mongo.Database
 	store       *mongostore.Store
 	kubectl     string
 	stopManager context.CancelFunc
@@ -87,7 +89,8 @@ var _ = BeforeSuite(func() {
 	// The manager's own client settings (fast server selection).
 	mongoClient, err := mongostore.Connect(mongoServer.URI, "operator-test")
 	Expect(err).NotTo(HaveOccurred())
-	store = mongostore.New(mongoClient.Database(testbed.UniqueName("operator")))
+	operatorDB = mongoClient.Database(testbed.UniqueName("operator"))
+	store = mongostore.New(operatorDB)
 	Expect(store.EnsureIndexes(context.Background())).To(Succeed())
 
 	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
@@ -123,6 +126,9 @@ var _ = AfterSuite(func() {
 	}
 	if testEnv != nil {
 		Expect(testEnv.Stop()).To(Succeed())
+	}
+	if operatorDB != nil {
+		operatorDB.Drop(context.Background()) // a server at MONGODB_URI outlives the suite
 	}
 	if mongoServer != nil {
 		mongoServer.Stop()

@@ -69,6 +69,7 @@ func TestRedeemerKilledMidStorm(t *testing.T) {
 // itself when the database is back.
 func TestMongoDBOutageMidStorm(t *testing.T) {
 	e := newEnv(t, active("outage", 1000))
+	e.mongo.RequireOwnServer(t)
 	r := e.redeemer()
 	base := "http://" + r.Addr
 	crowd := make(chan loadgen.Result, 1)

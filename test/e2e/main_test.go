@@ -41,8 +41,9 @@ func TestMain(m *testing.M) {
 	}())
 }
 
-// env is one test's MongoDB (its own FerretDB: some tests stop it) with
-// invitations in place, and the redeemers it starts.
+// env is one test's MongoDB (its own FerretDB: some tests stop it; or a
+// database of its own on the server at MONGODB_URI) with invitations in
+// place, and the redeemers it starts.
 type env struct {
 	t     *testing.T
 	mongo *testbed.Mongo
@@ -57,8 +58,9 @@ func newEnv(t *testing.T, invs ...invite.Invitation) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(m.Stop)
-	e := &env{t: t, mongo: m, db: testbed.UniqueName("e2e")}
-	e.store = mongostore.New(m.Client.Database(e.db))
+	db := m.Database(t) // dropped when t ends, which an external server needs
+	e := &env{t: t, mongo: m, db: db.Name()}
+	e.store = mongostore.New(db)
 	ctx := context.Background()
 	if err := e.store.EnsureIndexes(ctx); err != nil {
 		t.Fatal(err)
