@@ -44,13 +44,13 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 	restConfig := ctrl.GetConfigOrDie()
 	if cfg.fleet.Image == "" {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		image, err := ownImage(ctx, restConfig, cfg.podNamespace, cfg.podName)
+		image, pull, err := ownImage(ctx, restConfig, cfg.podNamespace, cfg.podName)
 		cancel()
 		if err != nil {
 			return err
 		}
-		cfg.fleet.Image = image
-		log.Info("Fleets run the manager's own image", "image", cfg.fleet.Image)
+		cfg.fleet.Image, cfg.fleet.ImagePullPolicy = image, pull
+		log.Info("Fleets run the manager's own image", "image", image, "pullPolicy", pull)
 	}
 	mgr, err := ctrl.NewManager(restConfig, managerOptions(cfg, newScheme()))
 	if err != nil {

@@ -81,10 +81,10 @@ func TestManagerOnAControlPlane(t *testing.T) {
 		Containers:         []corev1.Container{{Name: "sidecar", Image: "sidecar:1"}, {Name: "manager", Image: "registry.example.com/vr:1.2.3"}},
 	}}
 	must(t, k.Create(ctx, pod))
-	if image, err := ownImage(ctx, operator, "velvetrope-system", "velvetrope-operator-0"); err != nil || image != "registry.example.com/vr:1.2.3" {
-		t.Errorf("ownImage = %q, %v", image, err)
+	if image, pull, err := ownImage(ctx, operator, "velvetrope-system", "velvetrope-operator-0"); err != nil || image != "registry.example.com/vr:1.2.3" || pull == "" {
+		t.Errorf("ownImage = %q %q, %v", image, pull, err)
 	}
-	if _, err := ownImage(ctx, operator, "velvetrope-system", "gone"); err == nil || !strings.Contains(err.Error(), "or set --redeemer-image") {
+	if _, _, err := ownImage(ctx, operator, "velvetrope-system", "gone"); err == nil || !strings.Contains(err.Error(), "or set --redeemer-image") {
 		t.Errorf("ownImage of a missing Pod: %v", err)
 	}
 
