@@ -96,7 +96,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&c.mail.tokenKey, "mail-token-key", "", "key (at least 32 bytes) signing registration tokens, which the game verifies with it (docs/registration.md; prefer MAIL_TOKEN_KEY); "+
 		"required to send through --smtp-host: without it emails wait in MongoDB. With --mail-dir alone, a random key is used (development)")
 	fs.StringVar(&c.mail.dispatcher.From, "mail-from", "VelvetRope <beta@localhost>", "sender of the instructions email")
-	fs.StringVar(&c.mail.dispatcher.GameName, "game-name", "our game", "the game's name, on the landing page and in the email")
+	fs.StringVar(&c.mail.dispatcher.GameName, "game-name", "", "the game's name, on the landing page and in the email; empty: sentences without one (\"Join the closed beta\")")
 	brandingFile := fs.String("branding-file", "", "JSON file with the landing page's look per campaign (docs/landing-page.md)")
 	fs.StringVar(&c.mail.dispatcher.LinkBase, "mail-link-base", "http://localhost:8080/register", "registration page; the signed token is added as ?token=")
 	fs.DurationVar(&c.mail.dispatcher.TokenTTL, "mail-token-ttl", 30*24*time.Hour, "how long a registration link works")
