@@ -12,7 +12,9 @@ import (
 // produce: a primary stepping down after a write landed, a write concern that
 // times out, an outage after the view was loaded, a database that hangs. Errors
 // given to it should come from mongostore.Classify of a driver error, so the
-// classification under test is the product's own.
+// classification under test is the product's own. It is the only stepdown
+// any automated test sees, on the test bed and on a replica set at
+// MONGODB_URI alike: no test steps a real primary down (docs/reliability.md).
 type Faults struct {
 	claim.Store
 
