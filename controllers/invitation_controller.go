@@ -122,6 +122,9 @@ const resync = 5 * time.Minute
 func (r *InvitationReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	inv := &v1alpha1.Invitation{}
 	if err := r.Client.Get(ctx, req.NamespacedName, inv); err != nil {
+		if apierrors.IsNotFound(err) {
+			forgetMetrics(req.Namespace, req.Name)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !inv.DeletionTimestamp.IsZero() {
@@ -150,6 +153,7 @@ func (r *InvitationReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	if err := r.writeStatus(ctx, inv, next); err != nil {
 		return ctrl.Result{}, kerrors.NewAggregate(append(errs, err))
 	}
+	recordMetrics(inv, next)
 	results = append(results, r.requeue(inv, next, obs))
 	// A result or an error, not both: with an error controller-runtime
 	// retries with backoff and ignores the result.

@@ -25,6 +25,9 @@ type metrics struct {
 	duration *prometheus.HistogramVec
 	inflight prometheus.Gauge
 	outcomes *prometheus.CounterVec
+	// winners times the redemptions that took a place (201): the answer a
+	// crowd's winners wait for, apart from the quick 410s around it.
+	winners prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -46,8 +49,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "velvetrope_redemption_outcomes_total",
 			Help: "Redemption requests by result: redeemed, already-redeemed or a problem code.",
 		}, []string{"result"}),
+		winners: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "velvetrope_redemption_winner_duration_seconds",
+			Help:    "Latency of the redemptions that took a place (201 Created).",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.inflight, m.outcomes} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.inflight, m.outcomes, m.winners} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -70,7 +78,11 @@ func (s *Server) instrument(route string, h http.Handler) http.Handler {
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		h.ServeHTTP(rec, r)
 		s.metrics.inflight.Dec()
-		duration.Observe(time.Since(start).Seconds())
+		took := time.Since(start).Seconds()
+		duration.Observe(took)
+		if rec.status == http.StatusCreated && route == "redeem" {
+			s.metrics.winners.Observe(took)
+		}
 		s.metrics.requests.WithLabelValues(route, strconv.Itoa(rec.status)).Inc()
 	})
 }

@@ -192,6 +192,8 @@ func TestMetricsAreExposed(t *testing.T) {
 		`velvetrope_redemption_outcomes_total{result="invitation-exhausted"} 1`,
 		`velvetrope_http_request_duration_seconds_bucket{route="redeem"`,
 		`velvetrope_http_requests_in_flight`,
+		// One winner (the 410 is not one).
+		`velvetrope_redemption_winner_duration_seconds_count 1`,
 	} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("metrics lack %s", want)

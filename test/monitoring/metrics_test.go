@@ -328,7 +328,8 @@ func scrapeManagerAfterAReconcile(t *testing.T, bin, mongoURI, db string) string
 	defer logs.Close()
 	logged := func() string { b, _ := os.ReadFile(logs.Name()); return string(b) }
 	cmd := exec.Command(bin, "--mongodb-uri", mongoURI, "--mongodb-database", db, "--redeemer-image", "velvetrope:test",
-		"--metrics-secure=false", "--metrics-bind-address", metricsAddr, "--health-probe-bind-address", "0", "--leader-elect=false")
+		"--metrics-secure=false", "--metrics-bind-address", metricsAddr, "--health-probe-bind-address", "0", "--leader-elect=false",
+		"--fallback-bind-address", "0", "--staff-bind-address", "0")
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfigFile)
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {

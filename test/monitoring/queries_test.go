@@ -166,10 +166,11 @@ var (
 )
 
 // promQL is q's expression as Prometheus receives it: Grafana replaces its
-// interval variables by durations and the others by their values.
+// interval variables by durations and the others by their values (here a
+// regular expression any value matches: the variables select, in =~).
 func (q query) promQL() string {
 	s := grafanaDurations.ReplaceAllString(q.expr, "5m")
-	return grafanaVariables.ReplaceAllString(s, "value")
+	return grafanaVariables.ReplaceAllString(s, ".+")
 }
 
 // parseAll parses every query's expression, as Prometheus receives it, with
