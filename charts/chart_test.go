@@ -240,6 +240,29 @@ func TestStaffAPI(t *testing.T) {
 	if !slices.Contains(d.Spec.Template.Spec.Containers[0].Args, "--staff-bind-address=:8444") {
 		t.Errorf("args %v", d.Spec.Template.Spec.Containers[0].Args)
 	}
+	// kustomize's copy (config/default/staff.yaml) grants and registers the
+	// same.
+	b, err := os.ReadFile("../config/default/staff.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kustomized := map[string]string{}
+	for _, doc := range strings.Split(string(b), "\n---\n") {
+		var o unstructured.Unstructured
+		if err := yaml.Unmarshal([]byte(doc), &o.Object); err != nil || o.Object == nil {
+			continue
+		}
+		kustomized[o.GetKind()+"/"+strings.TrimPrefix(o.GetName(), "velvetrope-")] = fmt.Sprint(o.Object["rules"], o.Object["roleRef"], o.Object["spec"] != nil)
+	}
+	for _, o := range objs {
+		if k := o.GetKind(); k == "APIService" || k == "ClusterRole" && strings.HasPrefix(o.GetName(), "velvetrope-staff") ||
+			strings.HasSuffix(o.GetName(), "staff-auth-reader") || strings.HasSuffix(o.GetName(), "staff-auth-delegator") {
+			key := k + "/" + strings.TrimPrefix(strings.TrimPrefix(o.GetName(), "vr-"), "velvetrope-")
+			if got, want := kustomized[key], fmt.Sprint(o.Object["rules"], o.Object["roleRef"], o.Object["spec"] != nil); got != want {
+				t.Errorf("config/default/staff.yaml %s: %q, the chart %q", key, got, want)
+			}
+		}
+	}
 	objs, err = render(t, map[string]any{"staff": map[string]any{"enabled": false}})
 	if err != nil {
 		t.Fatal(err)
