@@ -106,7 +106,7 @@ func TestDevPlatform(t *testing.T) {
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-	pods, _ := exec.Command(kubectl[1], "--kubeconfig", kubectl[2], "get", "pods", "-n", "default", "-l", "app.kubernetes.io/instance=twitter").CombinedOutput()
+	pods, _ := exec.Command(kubectl[1], "--kubeconfig", kubectl[2], "get", "pods", "-n", "default", "-l", "velvetrope.io/campaign=twitter").CombinedOutput()
 	if !regexp.MustCompile(`(?m)^velvetrope-twitter-\S+\s+1/1\s+Running\s`).Match(pods) {
 		t.Errorf("kubectl get pods does not show the twitter fleet Running and Ready:\n%s", pods)
 	}
