@@ -470,6 +470,12 @@ func (r *InvitationReconciler) liveCampaign(ctx context.Context, namespace, name
 // applyFleet server-side applies the campaign's children, skipping those
 // applied unchanged recently (see written).
 func (r *InvitationReconciler) applyFleet(ctx context.Context, c campaign, p prescale, mailVersion string) error {
+	if len(c.Invitations) == 0 {
+		// A pass that read its Invitation just before the deletion began,
+		// and the campaign just after: applying now would strip the
+		// owners, and nothing would ever collect the fleet.
+		return nil
+	}
 	objs := map[string]runtime.ApplyConfiguration{
 		"Deployment":              desiredDeployment(r.Fleet, c, mailVersion),
 		"Service":                 desiredService(c),

@@ -3,6 +3,8 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -66,7 +68,7 @@ func deleteCampaign(t *testing.T, code, name string) {
 		if _, err := platform.Client.PolicyV1().PodDisruptionBudgets("default").Get(ctx, fleet, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 			left = append(left, "PDB")
 		}
-		return len(left) == 0, "left: " + strings.Join(left, ", ")
+		return len(left) == 0, "left: " + strings.Join(left, ", ") + "\n" + garbageCollectorLog()
 	})
 }
 
@@ -228,4 +230,17 @@ func TestDrainRespectsPDBs(t *testing.T) {
 	if res.Statuses[201] != 50 {
 		t.Errorf("during the drain the fleet did not serve: %s", res.StatusSummary())
 	}
+}
+
+// garbageCollectorLog is what kube-controller-manager's garbage collector
+// said lately, for a failing test's message.
+func garbageCollectorLog() string {
+	b, _ := os.ReadFile(filepath.Join(node.RunDir, "logs", "kube-controller-manager.log"))
+	var lines []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, "garbage") || strings.Contains(l, "graph_builder") {
+			lines = append(lines, l)
+		}
+	}
+	return strings.Join(lines[max(0, len(lines)-20):], "\n")
 }
