@@ -175,19 +175,62 @@ func (w *fleetWatch) mailSecret(ctx context.Context, namespace string) (m mailSe
 	w.mu.Lock()
 	seen, cached := w.smtp[namespace]
 	w.mu.Unlock()
-	if cached && w.now().Sub(seen.at) < w.ttl {
-		return seen.mailSecret, true
+	if cached {
+		return seen.mailSecret, true // runMail keeps it fresh
 	}
+	m, ok = w.readMail(ctx, namespace)
+	if ok {
+		w.mu.Lock()
+		w.smtp[namespace] = seenMail{at: w.now(), mailSecret: m}
+		w.mu.Unlock()
+	}
+	return m, ok
+}
+
+func (w *fleetWatch) readMail(ctx context.Context, namespace string) (mailSecret, bool) {
 	var s corev1.Secret
 	err := w.reader.Get(ctx, client.ObjectKey{Namespace: namespace, Name: w.mail}, &s)
 	if err != nil && !apierrors.IsNotFound(err) {
 		return mailSecret{}, false
 	}
-	m = mailSecret{Configured: mailSetupOf(&s), Version: dataVersion(s.Data)}
-	w.mu.Lock()
-	w.smtp[namespace] = seenMail{at: w.now(), mailSecret: m}
-	w.mu.Unlock()
-	return m, true
+	return mailSecret{Configured: mailSetupOf(&s), Version: dataVersion(s.Data)}, true
+}
+
+// runMail re-reads, every interval until ctx ends, the mail Secret of each
+// namespace a pass has asked about (one GET per namespace: the operator may
+// only get that one Secret, not watch it), and calls changed with each
+// namespace where it changed or can no longer be read.
+func (w *fleetWatch) runMail(ctx context.Context, every time.Duration, changed func(namespace string)) {
+	if w.mail == "" {
+		return
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		w.mu.Lock()
+		namespaces := slices.Collect(maps.Keys(w.smtp))
+		w.mu.Unlock()
+		for _, ns := range namespaces {
+			m, ok := w.readMail(ctx, ns)
+			w.mu.Lock()
+			seen := w.smtp[ns]
+			switch {
+			case !ok:
+				delete(w.smtp, ns) // the next pass reads it itself, and says nothing meanwhile
+			case seen.mailSecret != m:
+				w.smtp[ns] = seenMail{at: w.now(), mailSecret: m}
+			}
+			w.mu.Unlock()
+			if !ok || seen.mailSecret != m {
+				changed(ns)
+			}
+		}
+	}
 }
 
 func (w *fleetWatch) forget(namespace, campaign string) {

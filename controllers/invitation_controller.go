@@ -38,6 +38,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	v1alpha1 "github.com/velvetrope/velvetrope/api/v1alpha1"
@@ -59,6 +60,8 @@ type Store interface {
 	MailByCode(ctx context.Context) (map[string]invite.MailCounts, error)
 	Usage(ctx context.Context, code string) (invite.Usage, error)
 	MailCounts(ctx context.Context, code string) (invite.MailCounts, error)
+	// Ping tells a slow read from MongoDB not answering.
+	Ping(ctx context.Context) error
 }
 
 const (
@@ -67,6 +70,7 @@ const (
 	// FieldOwner is the server-side apply field manager for fleet objects.
 	FieldOwner   = "velvetrope-operator"
 	campaignKey  = "spec.campaign"
+	codeKey      = "effectiveCode"
 	inactiveSync = time.Minute
 	// storeTimeout bounds each MongoDB step of a pass, so an outage shows
 	// on every Invitation within seconds instead of queueing passes behind
@@ -258,21 +262,34 @@ func (r *InvitationReconciler) mailTemplates(ctx context.Context, inv *v1alpha1.
 }
 
 // reconcileUsage reads how many people redeemed the code and how their mail
-// is doing, from the usage board (which also gives back closed slots that
-// revocations freed).
+// is doing from the usage board, in memory (the board reads MongoDB in the
+// background and wakes the Invitations whose figures changed), and gives
+// back closed slots that revocations freed when the code's tally changed.
 func (r *InvitationReconciler) reconcileUsage(ctx context.Context, inv *v1alpha1.Invitation, obs *observation) (ctrl.Result, error) {
 	if !obs.seeded {
 		return ctrl.Result{}, nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
-	defer cancel()
-	u, mail, err := r.board.get(ctx, inv.EffectiveCode())
-	obs.mail = mail
+	code := inv.EffectiveCode()
+	u, mail, read, err := r.board.get(code)
 	if err != nil {
 		obs.usageErr = err
-		return ctrl.Result{}, fmt.Errorf("reading usage of %s: %w", inv.EffectiveCode(), err)
+		return ctrl.Result{}, fmt.Errorf("reading usage of %s: %w", code, err)
 	}
-	obs.usage = u
+	if !read {
+		// The board reads it now and wakes this Invitation then.
+		obs.usageUnread = true
+		return ctrl.Result{}, nil
+	}
+	obs.usage, obs.mail = u, mail
+	if t, due := r.board.balanceDue(code); due {
+		ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+		defer cancel()
+		if err := r.Store.BalanceSlots(ctx, code); err != nil {
+			obs.usageErr = err
+			return ctrl.Result{}, fmt.Errorf("balancing the slots of %s: %w", code, err)
+		}
+		r.board.balancedAt(code, t)
+	}
 	return ctrl.Result{}, nil
 }
 
@@ -582,19 +599,27 @@ func (r *InvitationReconciler) deleteFleet(ctx context.Context, namespace, campa
 	return errors.Join(errs...)
 }
 
-// requeue says when to look again without any event: soon while the code is
-// Active (usage changes with every redemption), at expiresAt, and otherwise
-// now and then (a deleted redemption can reopen an exhausted code).
+// requeue says when to look again without any event. Usage needs none: the
+// usage board wakes the Invitations whose figures changed. What no event
+// announces: a fleet that does not serve may show its cause (a pod's
+// waiting reason) without any Deployment change; an edited templates
+// ConfigMap; expiresAt; a pending email turning late (MailDelayed). Otherwise a pass now and then (written's
+// resync heals edits made behind the operator's back).
 func (r *InvitationReconciler) requeue(inv *v1alpha1.Invitation, st v1alpha1.InvitationStatus, obs observation) ctrl.Result {
 	after := inactiveSync
-	// A fleet that does not serve may show its cause (a pod's waiting
-	// reason) without any Deployment change to wake us.
-	if st.Phase == v1alpha1.PhaseActive || obs.fleetKnown && !obs.fleet.Available {
+	// ConfigMaps are read, not watched (caching every ConfigMap of the
+	// cluster for a few templates would cost more than these reads).
+	if obs.fleetKnown && !obs.fleet.Available || inv.Spec.Mail != nil && inv.Spec.Mail.TemplatesConfigMap != "" {
 		after = r.UsageInterval
 	}
 	if inv.Spec.ExpiresAt != nil {
 		if until := inv.Spec.ExpiresAt.Sub(r.Now()); until > 0 && until < after {
 			after = until + 10*time.Millisecond // land after the instant, not on it
+		}
+	}
+	if !obs.mail.OldestPending.IsZero() {
+		if until := obs.mail.OldestPending.Add(r.MailDelayAfter).Sub(r.Now()); until >= 0 && until < after {
+			after = until + 10*time.Millisecond
 		}
 	}
 	return ctrl.Result{RequeueAfter: after}
@@ -647,13 +672,18 @@ func (r *InvitationReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Ma
 		return errors.New("InvitationReconciler needs a fleet image and a MongoDB Secret")
 	}
 	r.written = newWritten(resync)
-	r.board = newUsageBoard(r.Store, r.UsageInterval, r.Now)
+	r.board = newUsageBoard(r.Store, r.UsageInterval, r.Now, mgr.GetLogger().WithName("usage"))
 	r.passes = &fleetPasses{last: map[types.UID]fleetPass{}}
 	if r.Workers <= 0 {
 		r.Workers = 4
 	}
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.Invitation{}, campaignKey, func(o client.Object) []string {
 		return []string{o.(*v1alpha1.Invitation).Spec.Campaign}
+	}); err != nil {
+		return err
+	}
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.Invitation{}, codeKey, func(o client.Object) []string {
+		return []string{o.(*v1alpha1.Invitation).EffectiveCode()}
 	}); err != nil {
 		return err
 	}
@@ -668,7 +698,14 @@ func (r *InvitationReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Ma
 		Watches(&appsv1.Deployment{}, r.onFleetEvent("Deployment"), children, builder.WithPredicates(notOnlyScaled())).
 		Watches(&corev1.Service{}, r.onFleetEvent("Service"), children).
 		Watches(&autoscalingv2.HorizontalPodAutoscaler{}, r.onFleetEvent("HorizontalPodAutoscaler"), children).
-		Watches(&policyv1.PodDisruptionBudget{}, r.onFleetEvent("PodDisruptionBudget"), children)
+		Watches(&policyv1.PodDisruptionBudget{}, r.onFleetEvent("PodDisruptionBudget"), children).
+		// What no watch announces: usage in MongoDB, the mail Secret. Run
+		// by the controller, so only the leader polls.
+		WatchesRawSource(source.Func(func(ctx context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request]) error {
+			go r.board.run(ctx, func(codes []string, all bool) { r.wakeCodes(ctx, q, codes, all) })
+			go r.fleets.runMail(ctx, r.UsageInterval, func(namespace string) { r.wakeNamespace(ctx, q, namespace) })
+			return nil
+		}))
 	if r.Fleet.NetworkPolicy {
 		b = b.Watches(&networkingv1.NetworkPolicy{}, r.onFleetEvent("NetworkPolicy"), children)
 	}
@@ -684,6 +721,36 @@ func (r *InvitationReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Ma
 			// never more than a minute apart: recovery shows soon.
 			RateLimiter: workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](250*time.Millisecond, time.Minute)}).
 		Complete(r)
+}
+
+// wakeCodes queues the Invitations of codes, or every Invitation.
+func (r *InvitationReconciler) wakeCodes(ctx context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request], codes []string, all bool) {
+	if all {
+		r.wakeNamespace(ctx, q, "")
+		return
+	}
+	for _, code := range codes {
+		var list v1alpha1.InvitationList
+		if err := r.Client.List(ctx, &list, client.MatchingFields{codeKey: code}, client.UnsafeDisableDeepCopy); err != nil {
+			log.FromContext(ctx).Error(err, "Listing the Invitations of a code", "code", code)
+			continue
+		}
+		for _, inv := range list.Items {
+			q.Add(reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&inv)})
+		}
+	}
+}
+
+// wakeNamespace queues the Invitations of namespace ("": all).
+func (r *InvitationReconciler) wakeNamespace(ctx context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request], namespace string) {
+	var list v1alpha1.InvitationList
+	if err := r.Client.List(ctx, &list, client.InNamespace(namespace), client.UnsafeDisableDeepCopy); err != nil {
+		log.FromContext(ctx).Error(err, "Listing Invitations", "namespace", namespace)
+		return
+	}
+	for _, inv := range list.Items {
+		q.Add(reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&inv)})
+	}
 }
 
 // childChanged lets through what the reconciler acts on: a child's spec,

@@ -15,12 +15,15 @@ import (
 // observation is what one reconcile pass found out; status is computed from
 // it alone, by pure functions.
 type observation struct {
-	seeded   bool              // MongoDB holds the invitation as specified
-	usage    invite.Usage      // valid when usageErr is nil and seeded
-	mail     invite.MailCounts // likewise
-	seedErr  error
-	usageErr error
-	fleetErr error
+	seeded bool              // MongoDB holds the invitation as specified
+	usage  invite.Usage      // valid when usageErr is nil, seeded and not usageUnread
+	mail   invite.MailCounts // likewise
+	// usageUnread: the usage board has not read the code yet (a new code,
+	// or the operator just started); it wakes the Invitation when it has.
+	usageUnread bool
+	seedErr     error
+	usageErr    error
+	fleetErr    error
 
 	fleetKnown bool        // fleet was observed this pass
 	fleet      fleetHealth // valid when fleetKnown
@@ -61,7 +64,7 @@ const (
 func computeStatus(inv *v1alpha1.Invitation, prev v1alpha1.InvitationStatus, obs observation, now time.Time, mailDelay time.Duration) v1alpha1.InvitationStatus {
 	st := *prev.DeepCopy()
 	st.Code = inv.EffectiveCode()
-	usageKnown := obs.seeded && obs.usageErr == nil
+	usageKnown := obs.seeded && obs.usageErr == nil && !obs.usageUnread
 	if usageKnown {
 		st.Used = int32(obs.usage.Used)
 		st.Mail = v1alpha1.MailStatus{Sent: int32(obs.mail.Sent), Pending: int32(obs.mail.Pending), Failed: int32(obs.mail.Failed)}
@@ -103,11 +106,17 @@ func computeStatus(inv *v1alpha1.Invitation, prev v1alpha1.InvitationStatus, obs
 			ready.Reason = ReasonFleetProgressing
 		}
 		ready.Message = fmt.Sprintf("the fleet of campaign %s does not serve yet: %s: %s", inv.Spec.Campaign, obs.fleet.Reason, obs.fleet.Message)
+	case !usageKnown:
+		// Serving says the usage was read: until the board has read it
+		// (a second or so), Ready stays what it was.
+		ready.Type = ""
 	default:
 		ready.Status, ready.Reason = metav1.ConditionTrue, ReasonServing
 		ready.Message = fmt.Sprintf("%s: %d of %d used", st.Phase, st.Used, inv.Spec.MaxUses)
 	}
-	meta.SetStatusCondition(&st.Conditions, ready)
+	if ready.Type != "" {
+		meta.SetStatusCondition(&st.Conditions, ready)
+	}
 
 	if obs.fleetKnown {
 		// No pod counts in the message: they change with every scaling
@@ -154,7 +163,7 @@ func computeStatus(inv *v1alpha1.Invitation, prev v1alpha1.InvitationStatus, obs
 		meta.SetStatusCondition(&st.Conditions, mail)
 	}
 
-	if obs.seedErr == nil && obs.usageErr == nil && obs.fleetErr == nil {
+	if obs.seedErr == nil && obs.usageErr == nil && obs.fleetErr == nil && !obs.usageUnread {
 		st.ObservedGeneration = gen
 	}
 	return st

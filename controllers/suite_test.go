@@ -4,6 +4,7 @@ import (
 	"context"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,6 +26,7 @@ import (
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	v1alpha1 "github.com/velvetrope/velvetrope/api/v1alpha1"
+	"github.com/velvetrope/velvetrope/internal/invite"
 	"github.com/velvetrope/velvetrope/internal/mongostore"
 	"github.com/velvetrope/velvetrope/internal/testbed"
 )
@@ -39,6 +41,7 @@ var (
 	mongoServer *testbed.Mongo
 	operatorDB  *mongo.Database
 	store       *mongostore.Store
+	summaries   *slowSummaries // the reconciler's store
 	kubectl     string
 	stopManager context.CancelFunc
 )
@@ -91,6 +94,7 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred())
 	operatorDB = mongoClient.Database(testbed.UniqueName("operator"))
 	store = mongostore.New(operatorDB)
+	summaries = &slowSummaries{Store: store}
 	Expect(store.EnsureIndexes(context.Background())).To(Succeed())
 
 	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
@@ -105,7 +109,7 @@ var _ = BeforeSuite(func() {
 	r := &InvitationReconciler{
 		Client:         applies,
 		Reader:         mgr.GetAPIReader(),
-		Store:          store,
+		Store:          summaries,
 		Recorder:       mgr.GetEventRecorder("velvetrope-operator"),
 		Now:            time.Now,
 		Fleet:          testFleet,
@@ -158,4 +162,29 @@ func (c *applyCounter) in(namespace string) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.n[namespace]
+}
+
+// slowSummaries is the test bed, with the usage board's summaries (the
+// aggregations over every code) slowed on demand: FerretDB after a large
+// crowd's mail, where each reads and decodes the whole collection.
+type slowSummaries struct {
+	*mongostore.Store
+	delay atomic.Int64 // nanoseconds
+}
+
+func (s *slowSummaries) wait(ctx context.Context) {
+	select {
+	case <-time.After(time.Duration(s.delay.Load())):
+	case <-ctx.Done():
+	}
+}
+
+func (s *slowSummaries) Tallies(ctx context.Context) (map[string]invite.Tally, error) {
+	s.wait(ctx)
+	return s.Store.Tallies(ctx)
+}
+
+func (s *slowSummaries) MailByCode(ctx context.Context) (map[string]invite.MailCounts, error) {
+	s.wait(ctx)
+	return s.Store.MailByCode(ctx)
 }

@@ -2,33 +2,58 @@ package controllers
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
+
+	"github.com/go-logr/logr"
 
 	"github.com/velvetrope/velvetrope/internal/invite"
 )
 
-// usageBoard reads what Invitation statuses need for every code at once, at
-// most once per interval: two aggregations (tallies and mail counts by
-// code). Only for a code whose figures changed does it ask more (the latest
-// redemption and the oldest pending email, and a slot balance for
-// revocations). So idle Invitations cost no queries, whatever their number,
-// and each pass costs O(changes), not O(codes).
+// summaryTimeout bounds the usage board's background reads (the two
+// aggregations over every code, and a changed code's details). Longer than a
+// pass's storeTimeout: on the test bed every aggregation reads the whole
+// collection, which after a large crowd's mail takes seconds, and a slow
+// summary is no outage.
+const summaryTimeout = 30 * time.Second
+
+// usageBoard reads what Invitation statuses need for every code at once, in
+// the background, once per interval: two aggregations (tallies and mail
+// counts by code). Only for a code whose figures changed does it read more
+// (its latest redemption and oldest pending email), and only that code's
+// Invitations are woken. A pass reads the board from memory. So idle
+// Invitations cost neither queries nor passes, whatever their number: each
+// poll costs O(changes), not O(codes).
+//
+// A summary that fails while MongoDB answers a ping (slow, not down) keeps
+// the last good board: only a store that does not answer makes every
+// Invitation MongoDBUnavailable.
 type usageBoard struct {
 	store    Store
 	interval time.Duration
+	timeout  time.Duration // of each background read
 	now      func() time.Time
+	log      logr.Logger
+
+	wake chan struct{} // a pass met a code the board has not read
 
 	mu      sync.Mutex
-	at      time.Time // of the last aggregation
-	err     error     // of the last aggregation: every get answers it until the next, so an outage costs one timeout per interval, not one per Invitation
+	summary bool  // a summary was read once
+	err     error // MongoDB did not answer at the last refresh; nil otherwise
+	at      time.Time
 	tallies map[string]invite.Tally
 	counts  map[string]invite.MailCounts
 	known   map[string]codeUsage
+	// waiting are codes that passes asked about before the board had read
+	// them: they are woken after the next refresh, changed or not.
+	waiting map[string]bool
+	// balanced is the tally each code's slots were last balanced at.
+	balanced map[string]invite.Tally
 }
 
-// codeUsage is what the board read in detail for a code, and for which
-// figures.
+// codeUsage is what the board read in detail for a code, and after which
+// summary figures.
 type codeUsage struct {
 	tally  invite.Tally
 	counts invite.MailCounts
@@ -36,43 +61,193 @@ type codeUsage struct {
 	mail   invite.MailCounts
 }
 
-func newUsageBoard(store Store, interval time.Duration, now func() time.Time) *usageBoard {
-	return &usageBoard{store: store, interval: interval, now: now, known: map[string]codeUsage{}}
+func newUsageBoard(store Store, interval time.Duration, now func() time.Time, log logr.Logger) *usageBoard {
+	return &usageBoard{store: store, interval: interval, timeout: summaryTimeout, now: now, log: log,
+		wake: make(chan struct{}, 1), known: map[string]codeUsage{}, waiting: map[string]bool{}, balanced: map[string]invite.Tally{}}
 }
 
-// get returns code's usage and mail counts as of the last aggregation.
-func (b *usageBoard) get(ctx context.Context, code string) (invite.Usage, invite.MailCounts, error) {
+// get returns code's usage and mail counts as the board last read them. read
+// is false when it has not read them yet (the board reads them soon and
+// wakes code's Invitations); err is set only while MongoDB does not answer.
+func (b *usageBoard) get(code string) (u invite.Usage, m invite.MailCounts, read bool, err error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.at.IsZero() || b.now().Sub(b.at) >= b.interval {
-		b.at = b.now()
-		b.tallies, b.err = b.store.Tallies(ctx)
-		if b.err == nil {
-			b.counts, b.err = b.store.MailByCode(ctx)
-		}
-	}
 	if b.err != nil {
-		return invite.Usage{}, invite.MailCounts{}, b.err
+		return u, m, false, b.err
 	}
-	tally, counts := b.tallies[code], b.counts[code]
-	if known, ok := b.known[code]; ok && known.tally == tally && known.counts == counts {
-		return known.usage, known.mail, nil
+	if k, ok := b.known[code]; ok {
+		return k.usage, k.mail, true, nil
 	}
-	if known, ok := b.known[code]; !ok || known.tally != tally {
-		// Someone was revoked, or the slots changed: give back closed
-		// slots that revocations freed (invite.PlanSlots).
-		if err := b.store.BalanceSlots(ctx, code); err != nil {
-			return invite.Usage{}, invite.MailCounts{}, err
+	_, hasTally := b.tallies[code]
+	_, hasMail := b.counts[code]
+	if b.summary && !hasTally && !hasMail {
+		// No document of code at the last summary: nothing to read. A
+		// redemption since changes its tally, and the board reads it then.
+		b.known[code] = codeUsage{}
+		return u, m, true, nil
+	}
+	b.waiting[code] = true
+	select {
+	case b.wake <- struct{}{}:
+	default:
+	}
+	return u, m, false, nil
+}
+
+// balanceDue says whether code's slots need balancing (closed slots given
+// back after revocations, invite.PlanSlots): its tally changed since they
+// last were. A code with no document has nothing to give back.
+func (b *usageBoard) balanceDue(code string) (invite.Tally, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	k, ok := b.known[code]
+	if !ok || k.tally == 0 {
+		return 0, false
+	}
+	t, done := b.balanced[code]
+	return k.tally, !done || t != k.tally
+}
+
+// balancedAt records that code's slots were balanced at tally t.
+func (b *usageBoard) balancedAt(code string, t invite.Tally) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.balanced[code] = t
+}
+
+// run refreshes the board every interval (and soon after a pass met a code
+// it has not read) until ctx ends, calling wake with the codes whose figures
+// changed, or with all=true when MongoDB stopped or started answering.
+func (b *usageBoard) run(ctx context.Context, wake func(codes []string, all bool)) {
+	t := time.NewTicker(b.interval)
+	defer t.Stop()
+	for {
+		codes, all := b.refresh(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if all || len(codes) > 0 {
+			wake(codes, all)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-b.wake:
 		}
 	}
+}
+
+// refresh reads the summary, then the details of the codes whose summary
+// figures changed. It returns the codes to wake, or all when the store's
+// availability changed.
+func (b *usageBoard) refresh(ctx context.Context) (codes []string, all bool) {
+	sctx, cancel := context.WithTimeout(ctx, b.timeout)
+	tallies, err := b.store.Tallies(sctx)
+	var counts map[string]invite.MailCounts
+	if err == nil {
+		counts, err = b.store.MailByCode(sctx)
+	}
+	cancel()
+	if err != nil {
+		return nil, b.failed(ctx, "Usage summary failed", err)
+	}
+
+	b.mu.Lock()
+	wasDown := b.err != nil
+	b.summary, b.err, b.at, b.tallies, b.counts = true, nil, b.now(), tallies, counts
+	type change struct {
+		code   string
+		tally  invite.Tally
+		counts invite.MailCounts
+	}
+	var changed []change
+	seen := map[string]bool{}
+	for _, m := range []map[string]bool{keys(tallies), keys(counts), keys(b.known), b.waiting} {
+		for code := range m {
+			if seen[code] {
+				continue
+			}
+			seen[code] = true
+			k, ok := b.known[code]
+			if !ok || k.tally != tallies[code] || k.counts != counts[code] {
+				changed = append(changed, change{code, tallies[code], counts[code]})
+			}
+		}
+	}
+	waiting := b.waiting
+	b.waiting = map[string]bool{}
+	b.mu.Unlock()
+
+	for _, c := range changed {
+		var k codeUsage
+		if c.tally != 0 || c.counts != (invite.MailCounts{}) { // else nothing to read: no document of code
+			dctx, cancel := context.WithTimeout(ctx, b.timeout)
+			k, err = b.details(dctx, c.code)
+			cancel()
+			if err != nil {
+				// The code stays changed: the next refresh reads it again.
+				b.mu.Lock()
+				for code := range waiting {
+					b.waiting[code] = true
+				}
+				b.mu.Unlock()
+				return codes, b.failed(ctx, "Reading a code's usage failed", fmt.Errorf("%s: %w", c.code, err)) || wasDown
+			}
+		}
+		k.tally, k.counts = c.tally, c.counts
+		b.mu.Lock()
+		b.known[c.code] = k
+		b.mu.Unlock()
+		codes = append(codes, c.code)
+		delete(waiting, c.code)
+	}
+	for code := range waiting {
+		codes = append(codes, code)
+	}
+	return codes, wasDown
+}
+
+// details reads code's usage and mail counts.
+func (b *usageBoard) details(ctx context.Context, code string) (codeUsage, error) {
 	u, err := b.store.Usage(ctx, code)
 	if err != nil {
-		return invite.Usage{}, invite.MailCounts{}, err
+		return codeUsage{}, err
 	}
 	m, err := b.store.MailCounts(ctx, code)
 	if err != nil {
-		return invite.Usage{}, invite.MailCounts{}, err
+		return codeUsage{}, err
 	}
-	b.known[code] = codeUsage{tally: tally, counts: counts, usage: u, mail: m}
-	return u, m, nil
+	return codeUsage{usage: u, mail: m}, nil
+}
+
+// failed handles a background read that failed: when MongoDB answers a ping
+// it was slow (an aggregation over a large collection), not down, so the
+// last good board stays; otherwise every Invitation is told. It reports
+// whether the store's availability changed.
+func (b *usageBoard) failed(ctx context.Context, msg string, err error) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	pctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	perr := b.store.Ping(pctx)
+	cancel()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	wasDown := b.err != nil
+	if perr == nil {
+		b.log.Error(err, msg+"; MongoDB answers, so the last usage read stays in the statuses", "readAt", b.at)
+		b.err = nil
+		return wasDown
+	}
+	b.err = err
+	return !wasDown
+}
+
+func keys[V any](m map[string]V) map[string]bool {
+	out := make(map[string]bool, len(m))
+	for k := range m {
+		out[k] = true
+	}
+	return out
 }
