@@ -130,7 +130,9 @@ func run(requests, clients, slots int, out string, extra []string) error {
 	// The same crowd on a fresh code, through one replica, then through
 	// both (round robin: a person's spelling variant lands on the other).
 	var crowds []crowdRun
+	var storeStats string
 	for n, code := range []string{"flash1", "flash2"} {
+		before := storeMetrics(replicas)
 		fmt.Fprintf(os.Stderr, "Flash crowd: %d requests from %d clients on a code with %d slots, %d replica(s)…\n", requests, clients, slots, n+1)
 		res := loadgen.Run(ctx, loadgen.Config{Targets: targets[:n+1], Codes: []string{code}, Requests: requests, Concurrency: clients, Email: crowdOf(code)})
 		violations, err := loadgen.Audit(ctx, store, []string{code}, res, invite.DefaultFolding, nil)
@@ -139,8 +141,8 @@ func run(requests, clients, slots int, out string, extra []string) error {
 		}
 		stored, _ := store.Used(ctx, code)
 		crowds = append(crowds, crowdRun{replicas: n + 1, code: code, res: res, stored: stored, violations: violations})
+		storeStats += storeStatsSince(fmt.Sprintf("%d replica(s)", n+1), before, storeMetrics(replicas))
 	}
-	storeStats := scrapeStoreStats(replicas)
 
 	// Exhaust "gone", then compare one replica with a trivial handler.
 	loadgen.Run(ctx, loadgen.Config{Targets: targets[:1], Codes: []string{"gone"}, Requests: 1, Concurrency: 1, Email: func(int) string { return "first@example.com" }})
@@ -295,32 +297,40 @@ func serveTrivial() {
 	}))
 }
 
-// scrapeStoreStats sums the replicas' store metrics after the crowd: how many
-// inserts, reloads and conflict look-ups it took, and how long they lasted.
-func scrapeStoreStats(replicas []*testbed.Process) string {
+// storeMetrics sums the replicas' store metrics.
+func storeMetrics(replicas []*testbed.Process) map[string]float64 {
 	sums := map[string]float64{}
 	for _, p := range replicas {
 		for name, v := range scrapeMetrics(p.MetricsAddr, "velvetrope_store_") {
 			sums[name] += v
 		}
 	}
+	return sums
+}
+
+// storeStatsSince says what one crowd cost storage, from the replicas'
+// metrics before and after it: how many inserts, reloads, conflict reads
+// and leases it took, and how long they lasted.
+func storeStatsSince(phase string, before, after map[string]float64) string {
+	d := func(name string) float64 { return after[name] - before[name] }
 	var b strings.Builder
-	for _, op := range []string{"claim", "occupants", "tallies", "invitations"} {
-		n := sums[`velvetrope_store_operation_duration_seconds_count{op="`+op+`"}`]
+	for _, op := range []string{"claim", "explain_emails", "lease", "occupants", "tallies", "invitations"} {
+		n := d(`velvetrope_store_operation_duration_seconds_count{op="` + op + `"}`)
 		if n == 0 {
 			continue
 		}
-		fmt.Fprintf(&b, "%s %.0f×, mean %.1f ms; ", op, n, 1000*sums[`velvetrope_store_operation_duration_seconds_sum{op="`+op+`"}`]/n)
+		fmt.Fprintf(&b, "%s %.0f×, mean %.1f ms; ", op, n, 1000*d(`velvetrope_store_operation_duration_seconds_sum{op="`+op+`"}`)/n)
 	}
-	if n := sums["velvetrope_store_claim_batch_size_count"]; n > 0 {
-		fmt.Fprintf(&b, "mean batch %.1f claims; claims ", sums["velvetrope_store_claim_batch_size_sum"]/n)
+	if n := d("velvetrope_store_claim_batch_size_count"); n > 0 {
+		fmt.Fprintf(&b, "mean batch %.1f claims; claims", d("velvetrope_store_claim_batch_size_sum")/n)
 	}
+	var results []string
 	for _, r := range []string{"inserted", "slot-taken", "slot-closed", "email-taken", "retry", "failed"} {
-		if n := sums[`velvetrope_store_claim_results_total{result="`+r+`"}`]; n > 0 {
-			fmt.Fprintf(&b, "%s %.0f, ", r, n)
+		if n := d(`velvetrope_store_claim_results_total{result="` + r + `"}`); n > 0 {
+			results = append(results, fmt.Sprintf(" %s %.0f", r, n))
 		}
 	}
-	return "- MongoDB operations during the whole run, both replicas: " + b.String() + ".\n"
+	return "- MongoDB operations during the crowd on " + phase + ": " + b.String() + strings.Join(results, ",") + ".\n"
 }
 
 // scrapeMetrics reads GET /metrics on a redeemer's metrics listener

@@ -23,9 +23,11 @@ type code struct {
 	// that need to know every holder ("full", "paused" to a person who may
 	// hold a slot) come from memory only when it is true.
 	complete   bool
-	collided   bool // a slot we tried was taken by another writer since the last load: re-aim
+	tallied    bool // tally was read from storage at least once
 	signals    int  // incompleteness signals so far
 	loadFrom   int  // signals when the running reload started: one since means it is not complete
+	stale      int  // signals that the view may hold what storage no longer has (a subset of signals)
+	staleFrom  int  // stale when the running reload started: one since means read again
 	loading    bool
 	reloadSoon bool // a reload is scheduled for when ReloadEvery has passed
 	lastLoad   time.Time
@@ -34,6 +36,13 @@ type code struct {
 	queue    list.List // of *request, oldest first: a request leaves in O(1) when its client does
 	inflight int
 	byEmail  map[string]*request // requests in flight, so one person is never in two batches
+	leasing  bool                // a lease request (Store.Lease) is in flight
+
+	// unexplained: requests whose claim met a duplicate its slot did not
+	// explain (invite.ClaimEmailConflict), waiting for explainEmails to
+	// read who holds their email; explaining: that read is running.
+	unexplained []*request
+	explaining  bool
 }
 
 // request is one redemption waiting for its answer.
@@ -41,7 +50,7 @@ type request struct {
 	email     invite.Email
 	lang      string
 	nonce     string
-	slot      int
+	slot      int // reserved for its batch in flight; -1 when none
 	attempts  int
 	deadline  time.Time
 	elem      *list.Element // in code.queue; nil once taken out
@@ -83,6 +92,15 @@ func (c *code) usedLocked() int {
 func (c *code) incompleteLocked() {
 	c.complete = false
 	c.signals++
+}
+
+// staleLocked records that the view may hold what storage no longer has: a
+// revoked holder, a reopened slot. Unlike other writers' new redemptions,
+// which only ever add to what the view lacks, this makes a view wrong, so a
+// reload reading meanwhile must read again.
+func (c *code) staleLocked() {
+	c.incompleteLocked()
+	c.stale++
 }
 
 // fromMemoryLocked answers what the view knows for certain; ok is false when
@@ -152,15 +170,19 @@ func (s *Service) pumpLocked(c *code) {
 			return
 		}
 		if !c.loadedLocked() {
-			s.reloadLocked(c)
-			return // the reload pumps again when it is done
+			if !c.tallied || c.tally != 0 {
+				s.reloadLocked(c)
+				return // the reload pumps again when it is done
+			}
+			// Storage held nothing for this code at the last tally: a
+			// fresh code, whose first crowd need not wait for a read that
+			// would find nothing. The view starts empty and incomplete:
+			// anything written since the tally shows up as a conflict,
+			// and what needs every holder loads it first.
+			c.view = newSlotView(max(c.inv.MaxUses, 1))
+			c.incompleteLocked()
 		}
-		if c.collided && s.cfg.Now().Sub(c.lastLoad) >= s.cfg.ReloadEvery {
-			// Other replicas took slots we did not know of: look again,
-			// and aim at what is left (see reload).
-			s.reloadLocked(c)
-			return
-		}
+		s.leaseAheadLocked(c)
 		batch, wantComplete := s.takeBatchLocked(c)
 		if wantComplete {
 			s.reloadLocked(c)
@@ -172,6 +194,44 @@ func (s *Service) pumpLocked(c *code) {
 		s.batches.Add(1) // under c.mu, before Stop's barrier: see Service.Stop
 		go s.send(c, c.inv.Code, batch)
 	}
+}
+
+// leaseAheadLocked asks for more blocks of slots when the blocks this
+// replica leased have fewer free slots than requests wait, so a batch seldom
+// waits for a lease. Up to maxLeaseBlocks at a time.
+func (s *Service) leaseAheadLocked(c *code) {
+	need := c.queue.Len() - c.view.freeMine(c.inv.MaxUses)
+	if c.leasing || need <= 0 {
+		return
+	}
+	s.rngMu.Lock()
+	blocks := c.view.leaseCandidates(c.inv.MaxUses, min(blocksFor(need), maxLeaseBlocks), s.rng)
+	s.rngMu.Unlock()
+	if len(blocks) == 0 {
+		return
+	}
+	c.leasing = true
+	s.batches.Add(1)
+	go s.lease(c, c.inv.Code, blocks)
+}
+
+const maxLeaseBlocks = 8
+
+// lease asks storage for blocks and pumps with the answer. A failed request
+// counts the blocks as this replica's: leases only keep replicas apart, and
+// the claims themselves will meet the failure and say so.
+func (s *Service) lease(c *code, name string, blocks []int) {
+	defer s.batches.Done()
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.WriteTimeout)
+	granted, err := s.store.Lease(ctx, name, blocks, s.id, s.cfg.LeaseTTL)
+	cancel()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.leasing = false
+	for i, b := range blocks {
+		c.view.leased(b, err != nil || granted[i])
+	}
+	s.pumpLocked(c)
 }
 
 // popLocked takes the oldest request out of the queue.
@@ -220,11 +280,12 @@ func (s *Service) takeBatchLocked(c *code) (batch []*request, wantComplete bool)
 			s.reply(r, 0, errDeadline)
 			continue
 		}
-		slot := c.view.nextFree(c.inv.MaxUses)
+		slot, lease := c.view.nextFree(c.inv.MaxUses)
 		if slot < 0 {
-			// Every free slot we know of is in a batch in flight: wait
-			// for their answers. None at all: full, once we know it.
-			return batch, c.view.reserved == 0
+			// A block must be leased first (leaseAheadLocked asked), or
+			// every free slot we know of is in a batch in flight: wait
+			// for the answers. None at all: full, once we know it.
+			return batch, !lease && c.view.reserved == 0
 		}
 		s.popLocked(c)
 		c.view.reserve(slot)
@@ -258,59 +319,145 @@ func (s *Service) send(c *code, name string, batch []*request) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var retry []*request
+	var won []invite.Redemption
 	for i, r := range batch {
-		res := results[i]
-		delete(c.byEmail, r.email.Canonical)
 		c.view.release(r.slot)
-		switch res.Status {
-		case invite.ClaimInserted:
-			c.markLocked(occupancy{r.slot, r.email.Canonical, res.Tally})
-		case invite.ClaimSlotTaken:
-			c.markLocked(occupancy{r.slot, res.Holder.Email.Canonical, res.Tally})
-			c.incompleteLocked()
-			c.collided = true
-		case invite.ClaimSlotClosed:
-			c.markLocked(occupancy{slot: r.slot, tally: res.Tally})
-			c.incompleteLocked()
-			c.collided = true
-		case invite.ClaimEmailTaken:
-			if res.Holder.Code == c.inv.Code {
-				c.markLocked(occupancy{res.Holder.Slot, res.Holder.Email.Canonical, res.Tally})
-			}
-			c.incompleteLocked()
-		case invite.ClaimRetry:
-			c.incompleteLocked()
-		case invite.ClaimFailed:
-			// The outcome is unknown: our document may be in storage.
-			c.incompleteLocked()
-			if !(requestsTimedOut && invite.UnavailableReason(res.Err) == "timeout") {
-				s.storageFailed(res.Err) // not when it was the requests' own deadline
-			}
+		r.slot = -1
+		if results[i].Status == invite.ClaimInserted {
+			won = append(won, claims[i])
 		}
-		out, done, err := invite.Settle(c.inv.Code, r.email, res)
-		switch {
-		case done:
-			s.reply(r, out, err)
-		case r.attempts+1 >= s.cfg.MaxAttempts:
-			s.reply(r, 0, errAttempts)
-		case !s.cfg.Now().Before(r.deadline):
-			s.reply(r, 0, errDeadline)
-		case r.gone:
-			// Its client left while it was in flight: it is not tried
-			// again, but the same person asking behind it is.
-			if next := s.abandonLocked(r); next != nil {
-				retry = append(retry, next)
-			}
-		default:
-			r.attempts++
-			retry = append(retry, r)
+		if results[i].Status == invite.ClaimEmailConflict {
+			// Who holds the email is a slower read: the rest of the
+			// batch is answered without waiting for it. The person stays
+			// in byEmail, so asking again meanwhile follows this request.
+			c.unexplained = append(c.unexplained, r)
+			continue
 		}
+		delete(c.byEmail, r.email.Canonical)
+		retry = s.settleLocked(c, r, claims[i].Slot, results[i], requestsTimedOut, retry)
 	}
-	for i := len(retry) - 1; i >= 0; i-- { // retries go first, in their order
-		retry[i].elem = c.queue.PushFront(retry[i])
+	s.requeueLocked(c, retry)
+	if len(won) > 0 {
+		// After the answers: a conflict on one of these people at
+		// another replica is then explained without a scan.
+		s.batches.Add(1)
+		go func() {
+			defer s.batches.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), s.cfg.WriteTimeout)
+			defer cancel()
+			s.store.RecordHolders(ctx, won)
+		}()
+	}
+	if len(c.unexplained) > 0 && !c.explaining {
+		c.explaining = true
+		s.batches.Add(1)
+		go s.explainEmails(c)
 	}
 	c.inflight--
 	s.pumpLocked(c)
+}
+
+// settleLocked records in the view what storage said about r's claim of slot
+// and answers r, or appends it to retry when it must try another slot.
+// timedOut: the requests' own deadline ended the write.
+func (s *Service) settleLocked(c *code, r *request, slot int, res invite.ClaimResult, timedOut bool, retry []*request) []*request {
+	switch res.Status {
+	case invite.ClaimInserted:
+		if slot < 0 {
+			slot = res.Holder.Slot // found by its email (ExplainEmails)
+		}
+		c.markLocked(occupancy{slot, r.email.Canonical, res.Tally})
+	case invite.ClaimSlotTaken:
+		c.markLocked(occupancy{slot, res.Holder.Email.Canonical, res.Tally})
+		c.view.collided(slot)
+		c.incompleteLocked()
+	case invite.ClaimSlotClosed:
+		c.markLocked(occupancy{slot: slot, tally: res.Tally})
+		c.view.collided(slot)
+		c.incompleteLocked()
+	case invite.ClaimEmailTaken:
+		if res.Holder.Code == c.inv.Code {
+			c.markLocked(occupancy{res.Holder.Slot, res.Holder.Email.Canonical, res.Tally})
+		}
+		c.incompleteLocked()
+	case invite.ClaimRetry:
+		c.staleLocked() // the conflict vanished: something was deleted
+	case invite.ClaimFailed:
+		// The outcome is unknown: our document may be in storage.
+		c.incompleteLocked()
+		if !(timedOut && invite.UnavailableReason(res.Err) == "timeout") {
+			s.storageFailed(res.Err) // not when it was the requests' own deadline
+		}
+	}
+	out, done, err := invite.Settle(c.inv.Code, r.email, res)
+	switch {
+	case done:
+		s.reply(r, out, err)
+	case r.attempts+1 >= s.cfg.MaxAttempts:
+		s.reply(r, 0, errAttempts)
+	case !s.cfg.Now().Before(r.deadline):
+		s.reply(r, 0, errDeadline)
+	case r.gone:
+		// Its client left while it was in flight: it is not tried
+		// again, but the same person asking behind it is.
+		if next := s.abandonLocked(r); next != nil {
+			retry = append(retry, next)
+		}
+	default:
+		r.attempts++
+		retry = append(retry, r)
+	}
+	return retry
+}
+
+// requeueLocked puts retries back at the head of the queue, in their order.
+func (s *Service) requeueLocked(c *code, retry []*request) {
+	for i := len(retry) - 1; i >= 0; i-- {
+		retry[i].elem = c.queue.PushFront(retry[i])
+	}
+}
+
+// explainEmails reads who holds the emails of the requests in c.unexplained,
+// all of them in one read, until none is left, and settles them. Apart from
+// the batches, because on the test bed a read by email scans the whole
+// collection: a batch waiting for it would hold up every claim behind it.
+func (s *Service) explainEmails(c *code) {
+	defer s.batches.Done()
+	for {
+		c.mu.Lock()
+		batch := c.unexplained
+		c.unexplained = nil
+		if len(batch) == 0 {
+			c.explaining = false
+			c.mu.Unlock()
+			return
+		}
+		claims := make([]invite.Redemption, len(batch))
+		latest := time.Time{}
+		for i, r := range batch {
+			claims[i] = invite.Redemption{Code: c.inv.Code, Email: r.email, Nonce: r.nonce}
+			if r.deadline.After(latest) {
+				latest = r.deadline
+			}
+		}
+		c.mu.Unlock()
+
+		deadline := s.cfg.Now().Add(s.cfg.WriteTimeout)
+		ctx, cancel := context.WithDeadline(context.Background(), minTime(deadline, latest))
+		results := s.store.ExplainEmails(ctx, claims)
+		cancel()
+		timedOut := latest.Before(deadline) && !s.cfg.Now().Before(latest)
+
+		c.mu.Lock()
+		var retry []*request
+		for i, r := range batch {
+			delete(c.byEmail, r.email.Canonical)
+			retry = s.settleLocked(c, r, -1, results[i], timedOut, retry)
+		}
+		s.requeueLocked(c, retry)
+		s.pumpLocked(c)
+		c.mu.Unlock()
+	}
 }
 
 func minTime(a, b time.Time) time.Time {
@@ -344,7 +491,7 @@ func (s *Service) startReloadLocked(c *code) {
 	if c.loading {
 		return
 	}
-	c.loading, c.sinceLoad, c.loadFrom = true, c.sinceLoad[:0], c.signals
+	c.loading, c.sinceLoad, c.loadFrom, c.staleFrom = true, c.sinceLoad[:0], c.signals, c.stale
 	go s.reload(c)
 }
 
@@ -372,10 +519,9 @@ func (s *Service) reload(c *code) {
 		}
 		return
 	}
-	first := !c.loadedLocked()
 	view := newSlotView(max(c.inv.MaxUses, 1))
-	if !first {
-		view.cursor = c.view.cursor
+	if c.view != nil {
+		view.inherit(c.view)
 	}
 	for _, o := range occ {
 		if o.Closed {
@@ -392,25 +538,24 @@ func (s *Service) reload(c *code) {
 		}
 	}
 	for _, r := range c.byEmail { // requests in batches in flight
+		if r.slot < 0 {
+			continue // waiting for explainEmails: no slot reserved
+		}
 		view.grow(r.slot + 1) // maxUses may have been lowered meanwhile
 		if view.slots[r.slot] == free {
 			view.reserve(r.slot)
 		}
 	}
 	c.view, c.sinceLoad = view, c.sinceLoad[:0]
-	c.complete, c.collided = c.signals == c.loadFrom, false
-	if first {
-		c.view.cursor = s.intn(max(c.inv.MaxUses, 1)) // spread replicas over the slot space
-	} else {
-		s.rngMu.Lock()
-		c.view.jump(c.inv.MaxUses, s.rng)
-		s.rngMu.Unlock()
-	}
+	c.complete = c.signals == c.loadFrom
 	c.lastLoad = s.cfg.Now()
-	if !c.complete {
-		// Something changed while we read (a revocation the tally poll
-		// saw, another replica's redemption): read again, or a holder in
-		// this view could be answered from memory until the next poll.
+	if c.stale != c.staleFrom {
+		// A deletion while we read (a revocation the tally poll saw):
+		// read again, or a revoked holder in this view could be answered
+		// from memory until the next poll. Other replicas' redemptions
+		// meanwhile leave the view incomplete, not wrong: what needs every
+		// holder asks for a reload when it needs it (takeBatchLocked), so
+		// a crowd is not read again and again while it lasts.
 		s.reloadLocked(c)
 	}
 	s.pumpLocked(c)

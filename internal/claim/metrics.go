@@ -90,13 +90,38 @@ func (s *instrumented) Claim(ctx context.Context, claims []invite.Redemption) []
 	start := time.Now()
 	s.batch.Observe(float64(len(claims)))
 	results := s.Store.Claim(ctx, claims)
-	var err error
+	s.observe("claim", start, s.count(results))
+	return results
+}
+
+func (s *instrumented) ExplainEmails(ctx context.Context, claims []invite.Redemption) []invite.ClaimResult {
+	start := time.Now()
+	results := s.Store.ExplainEmails(ctx, claims)
+	s.observe("explain_emails", start, s.count(results))
+	return results
+}
+
+func (s *instrumented) RecordHolders(ctx context.Context, claims []invite.Redemption) {
+	defer func(start time.Time) { s.observe("record_holders", start, nil) }(time.Now())
+	s.Store.RecordHolders(ctx, claims)
+}
+
+func (s *instrumented) Lease(ctx context.Context, code string, blocks []int, holder string, ttl time.Duration) (_ []bool, err error) {
+	defer func(start time.Time) { s.observe("lease", start, err) }(time.Now())
+	return s.Store.Lease(ctx, code, blocks, holder, ttl)
+}
+
+// count counts results by status, but not a conflict left for
+// ExplainEmails, whose own result counts it, and returns the first failure:
+// one per call, as a call is one operation.
+func (s *instrumented) count(results []invite.ClaimResult) (err error) {
 	for _, r := range results {
-		s.results.WithLabelValues(claimResults[r.Status]).Inc()
+		if r.Status != invite.ClaimEmailConflict {
+			s.results.WithLabelValues(claimResults[r.Status]).Inc()
+		}
 		if r.Status == invite.ClaimFailed && err == nil {
-			err = r.Err // one failure per batch: it is one write
+			err = r.Err
 		}
 	}
-	s.observe("claim", start, err)
-	return results
+	return err
 }

@@ -72,7 +72,7 @@ func (s *Service) pollInvitations(ctx context.Context) error {
 			if c.view != nil && inv.MaxUses != c.inv.MaxUses {
 				// The operator closed or reopened slots before writing the
 				// new limit: see them before answering "full".
-				c.incompleteLocked()
+				c.staleLocked()
 				s.reloadLocked(c)
 			}
 			c.inv = inv
@@ -120,9 +120,9 @@ func (s *Service) refreshTallies(ctx context.Context) {
 	}
 	for _, c := range s.allCodes() {
 		c.mu.Lock()
-		c.tally = tallies[c.inv.Code]
+		c.tally, c.tallied = tallies[c.inv.Code], true
 		if c.view != nil && int64(c.tally) != c.view.tally {
-			c.incompleteLocked()
+			c.staleLocked()
 			s.startReloadLocked(c)
 		}
 		c.mu.Unlock()

@@ -37,6 +37,15 @@ type Store interface {
 	// Tallies sums the slot documents of every code (invite.Tally).
 	Tallies(ctx context.Context) (map[string]invite.Tally, error)
 	Claim(ctx context.Context, claims []invite.Redemption) []invite.ClaimResult
+	// ExplainEmails says who holds the emails of claims that Claim
+	// answered invite.ClaimEmailConflict.
+	ExplainEmails(ctx context.Context, claims []invite.Redemption) []invite.ClaimResult
+	// RecordHolders notes claims that took their slots, so that
+	// ExplainEmails finds them cheaply (best effort).
+	RecordHolders(ctx context.Context, claims []invite.Redemption)
+	// Lease asks for blocks of code's slots for holder, granting those
+	// nobody leased within ttl (a hint that keeps replicas apart).
+	Lease(ctx context.Context, code string, blocks []int, holder string, ttl time.Duration) ([]bool, error)
 }
 
 // Config tunes the service; zero fields take the defaults in brackets.
@@ -52,6 +61,7 @@ type Config struct {
 	WriteTimeout  time.Duration // one batch or reload [5s]
 	RedeemTimeout time.Duration // one redemption, all its attempts included; above WriteTimeout [10s]
 	MaxAttempts   int           // slots one request may try [16]
+	LeaseTTL      time.Duration // another replica may take over a block of slots leased this long ago [30s]
 	Campaign      string        // serve only this campaign's codes (a campaign's fleet loads only what it serves); empty: all
 	Now           func() time.Time
 }
@@ -76,6 +86,7 @@ func (c *Config) defaults() {
 	setD(&c.FullPoll, time.Minute)
 	setD(&c.UsageInterval, 5*time.Second)
 	setD(&c.ReloadEvery, 100*time.Millisecond)
+	setD(&c.LeaseTTL, 30*time.Second)
 	setD(&c.WriteTimeout, 5*time.Second)
 	setD(&c.RedeemTimeout, 2*c.WriteTimeout)
 	if c.Now == nil {
@@ -88,6 +99,7 @@ type Service struct {
 	store Store
 	cfg   Config
 	log   logr.Logger
+	id    string // this process, as a slot leaseholder
 
 	// pending admits requests that wait for storage: one token each, taken
 	// on entry and given back when the request leaves the queue (its client
@@ -119,6 +131,7 @@ func New(store Store, cfg Config, log logr.Logger) *Service {
 		store:   store,
 		cfg:     cfg,
 		log:     log,
+		id:      newNonce(),
 		pending: make(chan struct{}, cfg.MaxPending),
 		codes:   map[string]*code{},
 		invalid: map[string]bool{},

@@ -25,7 +25,10 @@ type slotView struct {
 	holders  map[string]int // canonical email -> slot
 	taken    int
 	reserved int
-	cursor   int
+	// blocks: who fills each block of blockSize slots, as far as this
+	// replica knows; probe: where the next probe into others' blocks starts.
+	blocks []blockState
+	probe  int
 	// tally sums tallies: equal to storage's invite.Tally of the code when
 	// the view knows every document in the code's slots.
 	tally int64
@@ -50,6 +53,7 @@ func (v *slotView) grow(n int) {
 		v.slots = append(v.slots, make([]slotState, n-len(v.slots))...)
 		v.owners = append(v.owners, make([]string, n-len(v.owners))...)
 		v.tallies = append(v.tallies, make([]int64, n-len(v.tallies))...)
+		v.blocks = append(v.blocks, make([]blockState, blocksFor(n)-len(v.blocks))...)
 	}
 }
 
@@ -108,63 +112,171 @@ func (v *slotView) full(limit int) bool {
 	return v.fullBelow
 }
 
+// reserve marks slot as being claimed by a batch in flight. A probe into
+// another replica's block makes it wait there until the probe's answer, so
+// that a full block costs one wasted claim, not a batch of them.
 func (v *slotView) reserve(slot int) {
 	v.fullAt = -1
 	v.slots[slot] = reserved
 	v.reserved++
+	if b := slot / blockSize; v.blocks[b] == theirs {
+		v.blocks[b] = probing
+	}
 }
 
-// release frees a reserved slot whose claim did not take it.
+// release frees a reserved slot once its claim has its answer (a slot it
+// took is marked taken after this).
 func (v *slotView) release(slot int) {
-	if slot < len(v.slots) && v.slots[slot] == reserved {
+	if slot < 0 || slot >= len(v.slots) {
+		return
+	}
+	if b := slot / blockSize; v.blocks[b] == probing {
+		v.blocks[b] = theirs
+	}
+	if v.slots[slot] == reserved {
 		v.fullAt = -1
 		v.slots[slot] = free
 		v.reserved--
 	}
 }
 
-// nextFree returns the first free slot below limit at or after the cursor,
-// wrapping once, or -1. Walking forward from a cursor keeps this replica's
-// claims in one region of the slot space, away from other replicas' regions.
-func (v *slotView) nextFree(limit int) int {
-	limit = min(limit, len(v.slots))
-	if limit == 0 {
-		return -1
-	}
-	start := v.cursor % limit
-	for i := range limit {
-		s := (start + i) % limit
-		if v.slots[s] == free {
-			v.cursor = s + 1
-			return s
-		}
-	}
-	return -1
-}
+// blockSize is how many slots a lease covers (Store.Lease): 32 blocks for a
+// code of 1,000, so two replicas rarely want the same one, and a block fills
+// in a batch or two, so a lease is rarely the thing a batch waits for.
+const blockSize = 32
 
-// jump moves the cursor into the largest run of free slots below limit, at a
-// random point of its middle half. After a collision this lets two replicas
-// split what is left instead of chasing each other along one edge; the random
-// point keeps two replicas that reloaded together from picking the same slot.
-func (v *slotView) jump(limit int, rng *rand.Rand) {
+// blockState is what this replica knows of who fills a block of slots.
+type blockState uint8
+
+const (
+	unleased blockState = iota // no lease known: ask for it before using it
+	leasing                    // asked for, no answer yet
+	mine                       // this replica leased it
+	theirs                     // another replica leased it
+	probing                    // theirs, with one claim of ours in flight in it
+	spent                      // a claim met another writer in it: believed full until the next reload
+)
+
+func blocksFor(slots int) int { return (slots + blockSize - 1) / blockSize }
+
+// nextFree returns the slot to claim next below limit, or -1:
+//
+//  1. the lowest free slot of a block this replica leased, so replicas fill
+//     disjoint blocks and never collide while unleased blocks remain;
+//  2. none there but an unleased block has a free slot: -1 with lease true
+//     (lease it first, see leaseCandidates);
+//  3. every block leased: the highest free slot of another replica's block
+//     not believed full, one block after another. Leaseholders fill their
+//     blocks upwards, so a probe from the top meets them last, and a probe
+//     that meets a taken slot marks the block spent (see collided).
+func (v *slotView) nextFree(limit int) (slot int, lease bool) {
 	limit = min(limit, len(v.slots))
-	bestStart, bestLen := 0, 0
-	for i := 0; i < limit; {
-		if v.slots[i] != free {
-			i++
+	nb := blocksFor(limit)
+	for b := range nb {
+		if v.blocks[b] != mine {
 			continue
 		}
-		j := i
-		for j < limit && v.slots[j] == free {
-			j++
+		for s := b * blockSize; s < min((b+1)*blockSize, limit); s++ {
+			if v.slots[s] == free {
+				return s, false
+			}
 		}
-		if j-i > bestLen {
-			bestStart, bestLen = i, j-i
+	}
+	for b := range nb {
+		if (v.blocks[b] == unleased || v.blocks[b] == leasing) && v.hasFree(b, limit) {
+			return -1, true
 		}
-		i = j
 	}
-	if bestLen == 0 {
-		return
+	for range nb {
+		b := v.probe % nb
+		v.probe++
+		if v.blocks[b] != theirs {
+			continue
+		}
+		for s := min((b+1)*blockSize, limit) - 1; s >= b*blockSize; s-- {
+			if v.slots[s] == free {
+				return s, false
+			}
+		}
 	}
-	v.cursor = bestStart + bestLen/4 + rng.IntN(bestLen/2+1)
+	return -1, false
+}
+
+func (v *slotView) hasFree(b, limit int) bool {
+	for s := b * blockSize; s < min((b+1)*blockSize, limit); s++ {
+		if v.slots[s] == free {
+			return true
+		}
+	}
+	return false
+}
+
+// freeMine counts the free slots below limit in blocks this replica leased.
+func (v *slotView) freeMine(limit int) int {
+	n := 0
+	limit = min(limit, len(v.slots))
+	for b := range blocksFor(limit) {
+		if v.blocks[b] != mine {
+			continue
+		}
+		for s := b * blockSize; s < min((b+1)*blockSize, limit); s++ {
+			if v.slots[s] == free {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// leaseCandidates picks up to n unleased blocks below limit with a free
+// slot, at random so that replicas asking at once rarely ask for the same
+// ones, and marks them leasing.
+func (v *slotView) leaseCandidates(limit, n int, rng *rand.Rand) []int {
+	limit = min(limit, len(v.slots))
+	var cand []int
+	for b := range blocksFor(limit) {
+		if v.blocks[b] == unleased && v.hasFree(b, limit) {
+			cand = append(cand, b)
+		}
+	}
+	rng.Shuffle(len(cand), func(i, j int) { cand[i], cand[j] = cand[j], cand[i] })
+	cand = cand[:min(n, len(cand))]
+	for _, b := range cand {
+		v.blocks[b] = leasing
+	}
+	return cand
+}
+
+// leased records the answer to a lease request for block.
+func (v *slotView) leased(block int, granted bool) {
+	if block < len(v.blocks) && v.blocks[block] == leasing {
+		v.blocks[block] = theirs
+		if granted {
+			v.blocks[block] = mine
+		}
+	}
+}
+
+// collided records that a claim of slot met another writer. In another
+// replica's block, a probe has reached the part its holder filled; in ours,
+// another replica is probing it from the top (or took over our lease). Either
+// way the rest of the block is likely taken: leave it until a reload shows
+// what is really free, rather than collide slot after slot.
+func (v *slotView) collided(slot int) {
+	if b := slot / blockSize; b < len(v.blocks) && (v.blocks[b] == theirs || v.blocks[b] == probing || v.blocks[b] == mine) {
+		v.blocks[b] = spent
+	}
+}
+
+// inherit takes over what old knew of blocks, when a reload replaces it:
+// leases stay, and spent blocks become probeable again, because the reload
+// shows which of their slots are really free.
+func (v *slotView) inherit(old *slotView) {
+	copy(v.blocks, old.blocks)
+	for b, st := range v.blocks {
+		if st == spent || st == probing { // probes in flight are reserved again by the reload
+			v.blocks[b] = theirs
+		}
+	}
+	v.probe = old.probe
 }

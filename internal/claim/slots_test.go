@@ -22,55 +22,87 @@ func TestSlotViewAccounting(t *testing.T) {
 	}
 }
 
-func TestNextFreeWalksFromCursorAndWraps(t *testing.T) {
-	v := newSlotView(5)
-	v.cursor = 3
-	var got []int
+// take reserves and returns what nextFree gives, until it gives -1.
+func take(v *slotView, limit int) (got []int, lease bool) {
 	for {
-		s := v.nextFree(5)
+		s, l := v.nextFree(limit)
 		if s < 0 {
-			break
+			return got, l
 		}
 		v.reserve(s)
 		got = append(got, s)
 	}
-	want := []int{3, 4, 0, 1, 2}
-	if len(got) != len(want) {
-		t.Fatalf("got %v, want %v", got, want)
+}
+
+func TestNextFreeFillsLeasedBlocksUpwardsAndAsksForLeases(t *testing.T) {
+	v := newSlotView(100) // blocks 0..3, the last of 4 slots
+	if got, lease := take(v, 100); len(got) != 0 || !lease {
+		t.Fatalf("nothing leased: got %v lease %v; want nothing and a lease", got, lease)
 	}
-	for i := range want {
-		if got[i] != want[i] {
-			t.Fatalf("got %v, want %v", got, want)
+	rng := rand.New(rand.NewPCG(1, 2))
+	blocks := v.leaseCandidates(100, 2, rng)
+	if len(blocks) != 2 || blocks[0] == blocks[1] {
+		t.Fatalf("lease candidates %v, want two blocks", blocks)
+	}
+	if again := v.leaseCandidates(100, 4, rng); len(again) != 2 {
+		t.Fatalf("second request %v: the two blocks not asked for yet", again)
+	}
+	v.leased(blocks[0], true)
+	v.leased(blocks[1], false)
+	got, lease := take(v, 100)
+	if !lease || len(got) != blockSize || got[0] != blocks[0]*blockSize || got[blockSize-1] != blocks[0]*blockSize+blockSize-1 {
+		t.Fatalf("got %v lease %v; want block %d upwards, then a lease", got, lease, blocks[0])
+	}
+}
+
+func TestNextFreeProbesOthersBlocksFromTheTop(t *testing.T) {
+	v := newSlotView(64) // two blocks, both someone else's
+	v.blocks[0], v.blocks[1] = theirs, theirs
+	for s := range 10 {
+		v.markTaken(s, string(rune('a'+s)), 0) // block 0 filled upwards by its holder
+	}
+	first, _ := v.nextFree(64)
+	v.reserve(first)
+	second, _ := v.nextFree(64)
+	v.reserve(second)
+	if first != 31 || second != 63 {
+		t.Fatalf("probes %d, %d; want the tops of both blocks, 31 and 63", first, second)
+	}
+	if s, _ := v.nextFree(64); s != -1 {
+		t.Fatalf("probe %d while both blocks have one in flight; want -1", s)
+	}
+	v.release(63)
+	v.markTaken(63, "z", 0)
+	v.collided(63) // block 1 is full after all
+	v.release(31)
+	v.markTaken(31, "ours", 0) // our probe landed: block 0 has room
+	for want := 30; want >= 10; want-- {
+		s, _ := v.nextFree(64)
+		if s != want {
+			t.Fatalf("probe %d, want %d: downwards in block 0 only", s, want)
 		}
+		v.reserve(s)
+		v.release(s)
+		v.markTaken(s, "ours", 0)
+	}
+	fresh := newSlotView(64)
+	fresh.inherit(v)
+	if fresh.blocks[1] != theirs {
+		t.Fatalf("after a reload block 1 is %d, want theirs again", fresh.blocks[1])
 	}
 }
 
 func TestNextFreeHonoursLoweredLimit(t *testing.T) {
 	v := newSlotView(10)
+	v.blocks[0] = mine
 	for s := range 3 {
 		v.markTaken(s, string(rune('a'+s)), 0)
 	}
-	if s := v.nextFree(3); s != -1 {
+	if s, _ := v.nextFree(3); s != -1 {
 		t.Fatalf("nextFree(3) = %d with slots 0..2 taken, want -1", s)
 	}
-	if s := v.nextFree(4); s != 3 {
+	if s, _ := v.nextFree(4); s != 3 {
 		t.Fatalf("nextFree(4) = %d, want 3", s)
-	}
-}
-
-func TestJumpLandsInTheMiddleOfTheLargestGap(t *testing.T) {
-	v := newSlotView(100)
-	for s := range 100 {
-		if s < 10 || (s >= 30 && s < 40) { // free runs: 10..29 (20) and 40..99 (60)
-			v.markTaken(s, string(rune(s)), 0)
-		}
-	}
-	rng := rand.New(rand.NewPCG(1, 2))
-	for range 100 {
-		v.jump(100, rng)
-		if v.cursor < 55 || v.cursor > 85 {
-			t.Fatalf("cursor %d outside the middle half of 40..99", v.cursor)
-		}
 	}
 }
 

@@ -39,6 +39,11 @@ const (
 	// ClaimEmailTaken: the person already holds a slot, maybe of another
 	// code; Holder is that redemption.
 	ClaimEmailTaken
+	// ClaimEmailConflict: the claim met a duplicate key that its slot does
+	// not explain (the slot was free when read), so the person's email is
+	// held, maybe by another code: who holds it is a separate, slower read
+	// (the claim's batch does not wait for it). Never final.
+	ClaimEmailConflict
 	// ClaimRetry: the conflict vanished before it could be explained (a
 	// redemption was deleted meanwhile); try again.
 	ClaimRetry
@@ -70,7 +75,7 @@ func Settle(code string, email Email, r ClaimResult) (out Outcome, done bool, er
 			return AlreadyRedeemed, true, nil
 		}
 		return 0, true, ErrUsedElsewhere
-	case ClaimRetry, ClaimSlotClosed:
+	case ClaimRetry, ClaimSlotClosed, ClaimEmailConflict:
 		return 0, false, nil
 	default:
 		if r.Err == nil {

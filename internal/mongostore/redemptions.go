@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -54,9 +55,11 @@ const duplicateKey = 11000
 
 // Claim tries to take every claimed slot with ONE unordered insert, the only
 // atomic compare-and-set we have, batched because one round trip for fifty
-// claims costs little more than one for one. Each claim gets its own answer;
-// duplicates are explained by reading the documents that hold the keys (the
-// server's message does not name the index on every server).
+// claims costs little more than one for one. Each claim gets its own answer.
+// A duplicate is explained by reading the slot it named, by _id
+// (explainBySlot); one the slot does not explain was the person's email, and
+// is answered ClaimEmailConflict: ExplainEmails reads who holds it, later, so
+// that the claims that did land are answered without waiting for that read.
 func (s *Store) Claim(ctx context.Context, claims []invite.Redemption) []invite.ClaimResult {
 	results := make([]invite.ClaimResult, len(claims))
 	docs := make([]any, len(claims))
@@ -100,64 +103,168 @@ func (s *Store) Claim(ctx context.Context, claims []invite.Redemption) []invite.
 		}
 		results[we.Index] = invite.ClaimResult{Status: invite.ClaimFailed, Err: Classify("claiming a slot", we)}
 	}
-	if len(dups) > 0 {
-		if err := s.explainDuplicates(ctx, claims, dups, results); err != nil {
-			for _, i := range dups {
-				results[i] = invite.ClaimResult{Status: invite.ClaimFailed, Err: err}
-			}
+	s.explainBySlot(ctx, claims, dups, results)
+	return results
+}
+
+// lookups bounds the reads by _id one batch's duplicates run at once.
+const lookups = 8
+
+// explainBySlot reads the slot of each duplicate at indexes dups, one read
+// by _id each, several at once. Reads by _id, not one query for all: equality
+// on _id is the one query every server answers from an index (the test bed
+// scans the whole collection for anything else, $in on _id included).
+func (s *Store) explainBySlot(ctx context.Context, claims []invite.Redemption, dups []int, results []invite.ClaimResult) {
+	s.each(len(dups), func(i int) {
+		idx := dups[i]
+		c := claims[idx]
+		var d redemptionDoc
+		err := s.redemptions.FindOne(ctx, bson.D{{Key: "_id", Value: invite.SlotID(c.Code, c.Slot)}}).Decode(&d)
+		switch {
+		case errors.Is(err, mongo.ErrNoDocuments):
+			// The slot is free: the email was the duplicate (or the
+			// slot's holder was deleted meanwhile: ExplainEmails tells).
+			results[idx] = invite.ClaimResult{Status: invite.ClaimEmailConflict}
+		case err != nil:
+			results[idx] = invite.ClaimResult{Status: invite.ClaimFailed, Err: Classify("reading a conflicting slot", err)}
+		default:
+			results[idx] = slotConflict(c, d)
 		}
+	})
+}
+
+// slotConflict explains a duplicate by the document d found in the claim's
+// slot. When the slot is someone else's, the person's email may be held too:
+// the retry on another slot finds out.
+func slotConflict(c invite.Redemption, d redemptionDoc) invite.ClaimResult {
+	switch {
+	case d.Nonce == c.Nonce:
+		return invite.ClaimResult{Status: invite.ClaimInserted, Tally: d.Tally} // our own retried write
+	case d.Closed != 0:
+		return invite.ClaimResult{Status: invite.ClaimSlotClosed, Tally: d.Tally}
+	case d.Email == c.Email.Canonical:
+		return invite.ClaimResult{Status: invite.ClaimEmailTaken, Holder: d.redemption(), Tally: d.Tally}
+	}
+	return invite.ClaimResult{Status: invite.ClaimSlotTaken, Holder: d.redemption(), Tally: d.Tally}
+}
+
+// ExplainEmails answers claims that Claim answered ClaimEmailConflict:
+// ClaimEmailTaken with the holder, or ClaimRetry when nobody holds the email
+// any more (revoked meanwhile). It looks first in the holders hints
+// (RecordHolders), by _id, checking each against the slot it names, and reads
+// by email, in one query, only the claims the hints do not explain: on the
+// test bed a read by email scans the whole collection, and a crowd's
+// spelling variants would otherwise pay one such scan after another.
+func (s *Store) ExplainEmails(ctx context.Context, claims []invite.Redemption) []invite.ClaimResult {
+	results := make([]invite.ClaimResult, len(claims))
+	var rest []int
+	s.each(len(claims), func(i int) {
+		d, err := s.hintedHolder(ctx, claims[i].Email.Canonical)
+		switch {
+		case err != nil:
+			results[i] = invite.ClaimResult{Status: invite.ClaimFailed, Err: err}
+		case d != nil:
+			results[i] = emailConflict(claims[i], d)
+		}
+	})
+	for i, r := range results {
+		if r.Status == 0 {
+			rest = append(rest, i)
+		}
+	}
+	if len(rest) == 0 {
+		return results
+	}
+	emails := make([]string, len(rest))
+	for i, idx := range rest {
+		emails[i] = claims[idx].Email.Canonical
+	}
+	cur, err := s.redemptions.Find(ctx, bson.D{{Key: "email", Value: bson.D{{Key: "$in", Value: emails}}}})
+	var docs []redemptionDoc
+	if err == nil {
+		err = cur.All(ctx, &docs)
+	}
+	if err != nil {
+		err = Classify("reading who holds conflicting emails", err)
+		for _, idx := range rest {
+			results[idx] = invite.ClaimResult{Status: invite.ClaimFailed, Err: err}
+		}
+		return results
+	}
+	byEmail := make(map[string]*redemptionDoc, len(docs))
+	for i := range docs {
+		byEmail[docs[i].Email] = &docs[i]
+	}
+	for _, idx := range rest {
+		results[idx] = emailConflict(claims[idx], byEmail[claims[idx].Email.Canonical])
 	}
 	return results
 }
 
-// explainDuplicates reads, in one query for the whole batch, who holds the
-// slots and who holds the emails of the claims at indexes dups. One read,
-// not two: on the test bed every read scans the collection.
-func (s *Store) explainDuplicates(ctx context.Context, claims []invite.Redemption, dups []int, results []invite.ClaimResult) error {
-	ids := make([]string, len(dups))
-	emails := make([]string, len(dups))
-	for i, idx := range dups {
-		ids[i] = invite.SlotID(claims[idx].Code, claims[idx].Slot)
-		emails[i] = claims[idx].Email.Canonical
+// emailConflict explains a claim whose email is held by d (nil: by nobody).
+func emailConflict(c invite.Redemption, d *redemptionDoc) invite.ClaimResult {
+	switch {
+	case d == nil:
+		return invite.ClaimResult{Status: invite.ClaimRetry}
+	case d.Nonce == c.Nonce:
+		return invite.ClaimResult{Status: invite.ClaimInserted, Holder: d.redemption(), Tally: d.Tally}
 	}
-	cur, err := s.redemptions.Find(ctx, bson.D{{Key: "$or", Value: bson.A{
-		bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}},
-		bson.D{{Key: "email", Value: bson.D{{Key: "$in", Value: emails}}}},
-	}}})
+	return invite.ClaimResult{Status: invite.ClaimEmailTaken, Holder: d.redemption(), Tally: d.Tally}
+}
+
+// holderDoc is a hint: the person with this canonical email took this slot.
+type holderDoc struct {
+	Email string `bson:"_id"`
+	Slot  string `bson:"slot"` // invite.SlotID
+}
+
+// RecordHolders writes a hint for each claim that took its slot, so that a
+// later conflict on the same email is explained by two reads by _id
+// (ExplainEmails). Best effort: a hint that is missing or stale (its holder
+// was revoked) only sends ExplainEmails to the read by email.
+func (s *Store) RecordHolders(ctx context.Context, claims []invite.Redemption) {
+	docs := make([]any, len(claims))
+	for i, c := range claims {
+		docs[i] = holderDoc{Email: c.Email.Canonical, Slot: invite.SlotID(c.Code, c.Slot)}
+	}
+	s.holders.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
+}
+
+// hintedHolder returns the redemption the holders hint names for email, when
+// that redemption is still held by email; nil otherwise.
+func (s *Store) hintedHolder(ctx context.Context, email string) (*redemptionDoc, error) {
+	var h holderDoc
+	err := s.holders.FindOne(ctx, bson.D{{Key: "_id", Value: email}}).Decode(&h)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil, nil
+	}
 	if err != nil {
-		return Classify("reading conflicting redemptions", err)
+		return nil, Classify("reading a holder hint", err)
 	}
-	var docs []redemptionDoc
-	if err := cur.All(ctx, &docs); err != nil {
-		return Classify("reading conflicting redemptions", err)
+	var d redemptionDoc
+	err = s.redemptions.FindOne(ctx, bson.D{{Key: "_id", Value: h.Slot}}).Decode(&d)
+	if errors.Is(err, mongo.ErrNoDocuments) || (err == nil && d.Email != email) {
+		return nil, nil // stale: revoked, maybe taken by someone else since
 	}
-	bySlot, byEmail := make(map[string]redemptionDoc, len(docs)), make(map[string]redemptionDoc, len(docs))
-	for _, d := range docs {
-		bySlot[d.ID] = d
-		byEmail[d.Email] = d
+	if err != nil {
+		return nil, Classify("reading a hinted redemption", err)
 	}
-	for _, idx := range dups {
-		c := claims[idx]
-		slotHolder, slotTaken := bySlot[invite.SlotID(c.Code, c.Slot)]
-		emailHolder, emailTaken := byEmail[c.Email.Canonical]
-		switch {
-		case slotTaken && slotHolder.Nonce == c.Nonce:
-			results[idx] = invite.ClaimResult{Status: invite.ClaimInserted, Tally: slotHolder.Tally} // our own retried write
-		case emailTaken:
-			// The person holds a slot already; that decides, whether or
-			// not the slot was taken too.
-			results[idx] = invite.ClaimResult{Status: invite.ClaimEmailTaken, Holder: emailHolder.redemption(), Tally: emailHolder.Tally}
-		case slotTaken && slotHolder.Closed != 0:
-			results[idx] = invite.ClaimResult{Status: invite.ClaimSlotClosed, Tally: slotHolder.Tally}
-		case slotTaken:
-			results[idx] = invite.ClaimResult{Status: invite.ClaimSlotTaken, Holder: slotHolder.redemption(), Tally: slotHolder.Tally}
-		default:
-			// The conflict vanished before it could be explained (a
-			// redemption was deleted meanwhile): try again.
-			results[idx] = invite.ClaimResult{Status: invite.ClaimRetry}
-		}
+	return &d, nil
+}
+
+// each runs f(0..n-1), lookups at a time: reads by _id, each answered from
+// an index, in parallel.
+func (s *Store) each(n int, f func(i int)) {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, lookups)
+	for i := range n {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			f(i)
+		})
 	}
-	return nil
+	wg.Wait()
 }
 
 func failAll(results []invite.ClaimResult, err error) []invite.ClaimResult {

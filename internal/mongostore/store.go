@@ -28,6 +28,14 @@ const (
 	InvitationsCollection = "invitations"
 	RedemptionsCollection = "redemptions"
 	MailClaimsCollection  = "mail_claims"
+	// SlotLeasesCollection holds which redeemer is filling which block of a
+	// code's slots (Store.Lease): a hint that keeps replicas apart, never a
+	// guarantee.
+	SlotLeasesCollection = "slot_leases"
+	// HoldersCollection maps a canonical email to the slot its holder took
+	// (Store.RecordHolders): a hint for ExplainEmails, checked against the
+	// slot before it is believed.
+	HoldersCollection = "holders"
 	// MetaCollection holds one document per kind of change that replicas
 	// poll for, so an idle poll reads one small document.
 	MetaCollection = "meta"
@@ -38,6 +46,8 @@ type Store struct {
 	invitations *mongo.Collection
 	redemptions *mongo.Collection
 	mailClaims  *mongo.Collection
+	slotLeases  *mongo.Collection
+	holders     *mongo.Collection
 	meta        *mongo.Collection
 	now         func() time.Time
 }
@@ -53,6 +63,8 @@ func New(db *mongo.Database) *Store {
 		invitations: db.Collection(InvitationsCollection, wc),
 		redemptions: db.Collection(RedemptionsCollection, majority),
 		mailClaims:  db.Collection(MailClaimsCollection, majority),
+		slotLeases:  db.Collection(SlotLeasesCollection, wc),
+		holders:     db.Collection(HoldersCollection, wc),
 		meta:        db.Collection(MetaCollection, majority),
 		now:         time.Now,
 	}

@@ -75,7 +75,7 @@ func TestClaimClassifiesEveryConflict(t *testing.T) {
 		}
 	}
 
-	got := s.Claim(ctx, []invite.Redemption{
+	claims := []invite.Redemption{
 		claim("c", 1, "carol@example.com", "n-carol"),  // free slot, new person
 		claim("c", 0, "dave@example.com", "n-dave"),    // slot held by alice
 		claim("c", 2, "alice@example.com", "n-alice2"), // alice again, same code
@@ -83,7 +83,15 @@ func TestClaimClassifiesEveryConflict(t *testing.T) {
 		claim("c", 0, "alice@example.com", "n-alice"),  // alice's own write, retried
 		claim("c", 0, "alice@example.com", "n-alice3"), // alice again on her own slot
 		claim("c", 1, "erin@example.com", "n-erin"),    // slot carol takes in this batch
-	})
+	}
+	got := s.Claim(ctx, claims)
+	// A free slot does not explain a duplicate: the email does, and
+	// ExplainEmails says whose it is.
+	for i, r := range got {
+		if r.Status == invite.ClaimEmailConflict {
+			got[i] = s.ExplainEmails(ctx, claims[i:i+1])[0]
+		}
+	}
 	want := []struct {
 		status invite.ClaimStatus
 		holder string // holder's email and code, for conflicts
@@ -242,5 +250,65 @@ func TestUnownedInvitationIsAdopted(t *testing.T) {
 	other.Owner = "ns/other"
 	if err := s.PutInvitation(ctx, other); !errors.Is(err, invite.ErrCodeTaken) {
 		t.Fatalf("after adoption the code is owned: %v", err)
+	}
+}
+
+func TestLeasesKeepReplicasApartUntilStale(t *testing.T) {
+	s, ctx := newStore(t), context.Background()
+	got, err := s.Lease(ctx, "c", []int{0, 1}, "a", time.Minute)
+	if err != nil || !got[0] || !got[1] {
+		t.Fatalf("first lease: %v, %v; want both blocks", got, err)
+	}
+	got, err = s.Lease(ctx, "c", []int{1, 2}, "b", time.Minute)
+	if err != nil || got[0] || !got[1] {
+		t.Fatalf("second holder: %v, %v; want block 2 only", got, err)
+	}
+	if got, err = s.Lease(ctx, "c", []int{1}, "a", time.Minute); err != nil || !got[0] {
+		t.Fatalf("holder asking again: %v, %v; want its block", got, err)
+	}
+	// A lease older than the ttl passes to whoever asks.
+	if got, err = s.Lease(ctx, "c", []int{0}, "b", time.Nanosecond); err != nil || !got[0] {
+		t.Fatalf("stale lease: %v, %v; want it taken over", got, err)
+	}
+	if got, err = s.Lease(ctx, "c", []int{0}, "a", time.Minute); err != nil || got[0] {
+		t.Fatalf("after the takeover: %v, %v; want the block refused to its old holder", got, err)
+	}
+}
+
+func TestExplainEmailsTrustsOnlyHintsThatHold(t *testing.T) {
+	s, ctx := newStore(t), context.Background()
+	ann, bob := claim("c", 0, "ann@example.com", "n-ann"), claim("c", 1, "bob@example.com", "n-bob")
+	for _, r := range s.Claim(ctx, []invite.Redemption{ann, bob}) {
+		if r.Status != invite.ClaimInserted {
+			t.Fatalf("setup: %+v", r)
+		}
+	}
+	s.RecordHolders(ctx, []invite.Redemption{ann, bob})
+	// Bob is revoked and Carol takes his slot: his hint now names her slot.
+	if _, err := s.Revoke(ctx, "c", "bob@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	if r := s.Claim(ctx, []invite.Redemption{claim("c", 1, "carol@example.com", "n-carol")}); r[0].Status != invite.ClaimInserted {
+		t.Fatalf("carol: %+v", r[0])
+	}
+	dave := claim("d", 0, "dave@example.com", "n-dave") // holds code d, no hint
+	if r := s.Claim(ctx, []invite.Redemption{dave}); r[0].Status != invite.ClaimInserted {
+		t.Fatalf("dave: %+v", r[0])
+	}
+
+	got := s.ExplainEmails(ctx, []invite.Redemption{
+		claim("c", 5, "ann@example.com", "n-ann2"),   // hinted, holds
+		claim("c", 6, "bob@example.com", "n-bob2"),   // stale hint: nobody holds bob
+		claim("c", 7, "dave@example.com", "n-dave2"), // no hint: read by email
+		claim("c", 0, "ann@example.com", "n-ann"),    // ann's own write, retried
+	})
+	want := []struct {
+		status invite.ClaimStatus
+		code   string
+	}{{invite.ClaimEmailTaken, "c"}, {invite.ClaimRetry, ""}, {invite.ClaimEmailTaken, "d"}, {invite.ClaimInserted, "c"}}
+	for i, w := range want {
+		if got[i].Status != w.status || got[i].Holder.Code != w.code {
+			t.Errorf("claim %d: got %+v, want status %v holder code %q", i, got[i], w.status, w.code)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package testbed
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/velvetrope/velvetrope/internal/claim"
 	"github.com/velvetrope/velvetrope/internal/invite"
@@ -134,6 +135,30 @@ func (f *Faults) Claim(ctx context.Context, claims []invite.Redemption) []invite
 		f.Store.Claim(ctx, claims)
 	}
 	return failed(fault.err)
+}
+
+func (f *Faults) ExplainEmails(ctx context.Context, claims []invite.Redemption) []invite.ClaimResult {
+	if err := f.outage(); err != nil {
+		out := make([]invite.ClaimResult, len(claims))
+		for i := range out {
+			out[i] = invite.ClaimResult{Status: invite.ClaimFailed, Err: err}
+		}
+		return out
+	}
+	return f.Store.ExplainEmails(ctx, claims)
+}
+
+func (f *Faults) RecordHolders(ctx context.Context, claims []invite.Redemption) {
+	if f.outage() == nil {
+		f.Store.RecordHolders(ctx, claims)
+	}
+}
+
+func (f *Faults) Lease(ctx context.Context, code string, blocks []int, holder string, ttl time.Duration) ([]bool, error) {
+	if err := f.outage(); err != nil {
+		return nil, err
+	}
+	return f.Store.Lease(ctx, code, blocks, holder, ttl)
 }
 
 func (f *Faults) count(n int) {
