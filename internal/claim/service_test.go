@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/velvetrope/velvetrope/internal/claim"
 	"github.com/velvetrope/velvetrope/internal/invite"
@@ -255,4 +256,68 @@ func TestStopRefusesNewRedemptions(t *testing.T) {
 	expect(t, svc, "a", "p@example.com", invite.Redeemed, nil)
 	svc.Stop()
 	expect(t, svc, "a", "q@example.com", 0, invite.ErrUnavailable)
+}
+
+func TestReplicasFillTheirOwnBlocks(t *testing.T) {
+	// Two replicas, 600 claims on 1,000 slots, every tenth the previous
+	// person under another spelling at the other replica. Blocks to lease
+	// remain throughout, so the replicas never meet in a slot; the twins
+	// hear 200 from the hints.
+	reg := prometheus.NewRegistry()
+	st, err := claim.Instrument(newStore(t, active("blocks", 1000)), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	replicas := []*claim.Service{start(t, st, fast), start(t, st, fast)}
+	var wg sync.WaitGroup
+	var redeemed, again atomic.Int64
+	sem := make(chan struct{}, 64)
+	for i := range 600 {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			addr := fmt.Sprintf("p%d@example.com", i)
+			if i%10 == 9 {
+				addr = fmt.Sprintf("P%d+twin@example.com", i-1)
+			}
+			out, err := replicas[i%2].Redeem(context.Background(), "blocks", email(t, addr), "en")
+			switch {
+			case out == invite.Redeemed:
+				redeemed.Add(1)
+			case out == invite.AlreadyRedeemed:
+				again.Add(1)
+			default:
+				t.Errorf("%s: %v, %v", addr, out, err)
+			}
+		})
+	}
+	wg.Wait()
+	if redeemed.Load() != 540 || again.Load() != 60 {
+		t.Errorf("redeemed %d, again %d; want 540 and 60", redeemed.Load(), again.Load())
+	}
+	if n := claimResults(t, reg, "slot-taken"); n != 0 {
+		t.Errorf("%v slot collisions between replicas with free blocks left; want none", n)
+	}
+}
+
+// claimResults reads velvetrope_store_claim_results_total{result} from reg.
+func claimResults(t *testing.T, reg *prometheus.Registry, result string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "velvetrope_store_claim_results_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "result" && l.GetValue() == result {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
 }
