@@ -116,7 +116,9 @@ func checkLocal(local string) error {
 	if local[0] == '.' || local[len(local)-1] == '.' || strings.Contains(local, "..") {
 		return invalid("dots in the part before @ must separate words")
 	}
-	if !norm.NFC.IsNormalString(local) {
+	// ASCII is always in NFC, and most addresses are ASCII: skip the check,
+	// which allocates.
+	if !isASCII(local) && !norm.NFC.IsNormalString(local) {
 		return invalid("the part before @ contains characters that change when normalised, such as an accent typed as a separate mark; type each accented letter as one character")
 	}
 	for _, r := range local {
@@ -139,11 +141,10 @@ func canonicalDomain(domain string) (string, error) {
 		return "", invalid("the domain is not valid")
 	}
 	ascii = strings.ToLower(strings.TrimSuffix(ascii, "."))
-	labels := strings.Split(ascii, ".")
-	if len(labels) < 2 {
+	if !strings.Contains(ascii, ".") {
 		return "", invalid("the domain must contain a dot")
 	}
-	for _, l := range labels {
+	for l := range strings.SplitSeq(ascii, ".") {
 		if l == "" || len(l) > maxLabelLen || l[0] == '-' || l[len(l)-1] == '-' {
 			return "", invalid("the domain is not valid")
 		}
@@ -153,7 +154,7 @@ func canonicalDomain(domain string) (string, error) {
 			}
 		}
 	}
-	if tld := labels[len(labels)-1]; strings.Trim(tld, "0123456789") == "" {
+	if tld := ascii[strings.LastIndexByte(ascii, '.')+1:]; strings.Trim(tld, "0123456789") == "" {
 		return "", invalid("the domain is not valid")
 	}
 	// UTS 46 mapping turns full-width and ideographic dots into ".", drops
@@ -179,6 +180,15 @@ func asciiLower(s string) string {
 		}
 		return r
 	}, s)
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 func isAlnum(c byte) bool {

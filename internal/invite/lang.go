@@ -9,9 +9,12 @@ var Languages = []string{"en", "ru"}
 // the first one listed (browsers list them in order of preference; q-values
 // are not weighed).
 func PreferredLanguage(acceptLanguage string) string {
-	for _, part := range strings.Split(acceptLanguage, ",") {
-		tag := strings.ToLower(strings.TrimSpace(strings.SplitN(part, ";", 2)[0]))
-		base := strings.SplitN(tag, "-", 2)[0]
+	// Cut rather than Split: every redemption asks, and Split allocates.
+	for rest := acceptLanguage; rest != ""; {
+		var part string
+		part, rest, _ = strings.Cut(rest, ",")
+		tag, _, _ := strings.Cut(part, ";")
+		base, _, _ := strings.Cut(strings.ToLower(strings.TrimSpace(tag)), "-")
 		for _, l := range Languages {
 			if base == l {
 				return l
