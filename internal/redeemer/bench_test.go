@@ -29,8 +29,8 @@ func (f fixedRedeemer) Redeem(context.Context, string, invite.Email, string) (in
 func (f fixedRedeemer) Status(string) (invite.PublicStatus, error) { return f.st, nil }
 func (f fixedRedeemer) Ready() error                               { return nil }
 
-// discardWriter is a ResponseWriter that keeps nothing but its header map,
-// reused like net/http reuses none: each request gets a fresh header.
+// discardWriter is a ResponseWriter that keeps the header and the status
+// only; each request gets a new one, as from net/http.
 type discardWriter struct {
 	h      http.Header
 	status int

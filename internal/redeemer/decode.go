@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"net/http"
 )
 
@@ -13,7 +12,7 @@ import (
 // most limit bytes, no unknown fields, exactly one JSON value. Its errors map
 // to 415, 413 and 400 in the problem table.
 func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, dst any) error {
-	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	mt, err := mediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "application/json" {
 		return errUnsupportedMediaType
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"mime"
 	"net/http"
 
 	"github.com/velvetrope/velvetrope/internal/invite"
@@ -30,7 +29,7 @@ type statusResponse struct {
 
 func (s *Server) handleRedeem() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "application/x-www-form-urlencoded" {
+		if mt, _ := mediaType(r.Header.Get("Content-Type")); mt == "application/x-www-form-urlencoded" {
 			s.handleForm(w, r) // the landing page without JavaScript
 			return
 		}
@@ -44,8 +43,8 @@ func (s *Server) handleRedeem() http.Handler {
 		if out == invite.AlreadyRedeemed {
 			resp.Status, status = "already-redeemed", http.StatusOK
 		}
-		s.metrics.outcomes.WithLabelValues(resp.Status).Inc()
-		writeJSON(w, status, "no-store", resp)
+		s.metrics.result(resp.Status)
+		writeJSON(w, status, noStore, resp)
 	})
 }
 
@@ -80,7 +79,7 @@ func (s *Server) handleStatus() http.Handler {
 		// The page and the JSON status share this URL: every answer, a
 		// problem included, says that caches must key it on Accept too.
 		// (The page adds Accept-Language.)
-		w.Header().Set("Vary", "Accept")
+		w.Header()[hVary] = varyAccept
 		if wantsHTML(r) {
 			s.renderPage(w, r, http.StatusOK, code, pageLang(r), "", "", "")
 			return
@@ -94,8 +93,7 @@ func (s *Server) handleStatus() http.Handler {
 			s.problem(w, r, err)
 			return
 		}
-		// Served from memory; a short max-age lets CDNs absorb a crowd.
-		writeJSON(w, http.StatusOK, "public, max-age=2", statusResponse{Code: st.Code, State: st.State, Remaining: st.Remaining})
+		writeJSON(w, http.StatusOK, statusCacheControl, statusResponse{Code: st.Code, State: st.State, Remaining: st.Remaining})
 	})
 }
 
@@ -123,11 +121,17 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	w.Write([]byte("ok\n"))
 }
 
-func writeJSON(w http.ResponseWriter, status int, cacheControl string, v any) {
+// statusCacheControl: the status is served from memory; a short max-age
+// lets CDNs absorb a crowd.
+var statusCacheControl = []string{"public, max-age=2"}
+
+// writeJSON writes v with status; cacheControl is one of the shared header
+// values (headers.go).
+func writeJSON(w http.ResponseWriter, status int, cacheControl []string, v any) {
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", cacheControl)
-	h.Set("X-Content-Type-Options", "nosniff")
+	h[hContentType] = applicationJSON
+	h[hCacheControl] = cacheControl
+	h[hContentTypeOptions] = nosniff
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(v)
 }

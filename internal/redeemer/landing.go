@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"html/template"
 	"maps"
-	"mime"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -171,9 +170,10 @@ func (b Brands) forCampaign(campaign string) Branding {
 // wantsHTML reports whether the client asked for a page: browsers put
 // text/html first in Accept; API clients send JSON or */*.
 func wantsHTML(r *http.Request) bool {
-	for _, part := range strings.Split(r.Header.Get("Accept"), ",") {
-		mt, _, _ := mime.ParseMediaType(strings.TrimSpace(part))
-		switch mt {
+	for rest := r.Header.Get("Accept"); rest != ""; {
+		var part string
+		part, rest, _ = strings.Cut(rest, ",")
+		switch mt, _ := mediaType(strings.TrimSpace(part)); mt {
 		case "text/html", "application/xhtml+xml":
 			return true
 		case "application/json", "application/problem+json":
@@ -185,8 +185,11 @@ func wantsHTML(r *http.Request) bool {
 
 // pageLang is ?lang= when given, else the browser's preference.
 func pageLang(r *http.Request) string {
-	if l := r.URL.Query().Get("lang"); l == "en" || l == "ru" {
-		return l
+	// Without a query there is nothing to parse (Query builds a map).
+	if r.URL.RawQuery != "" {
+		if l := r.URL.Query().Get("lang"); l == "en" || l == "ru" {
+			return l
+		}
 	}
 	return invite.PreferredLanguage(r.Header.Get("Accept-Language"))
 }
@@ -284,7 +287,7 @@ func (s *Server) renderPage(w http.ResponseWriter, r *http.Request, status int, 
 		return
 	}
 	sum := sha256.Sum256(b.Bytes())
-	etag := `"` + hex.EncodeToString(sum[:12]) + `"`
+	etag := []string{`"` + hex.EncodeToString(sum[:12]) + `"`}
 	if plain {
 		s.pages.put(code, lang, st, b.Bytes(), etag)
 	}
@@ -294,27 +297,28 @@ func (s *Server) renderPage(w http.ResponseWriter, r *http.Request, status int, 
 }
 
 // writePage writes a rendered page; cacheable pages hold nothing personal.
-func (s *Server) writePage(w http.ResponseWriter, r *http.Request, status int, cacheable bool, body []byte, etag string) {
+// etag is the page's ETag as a header value, kept with the cached page.
+func (s *Server) writePage(w http.ResponseWriter, r *http.Request, status int, cacheable bool, body []byte, etag []string) {
 	h := w.Header()
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Content-Security-Policy", pageCSP)
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "no-referrer")
-	h.Set("Vary", "Accept, Accept-Language")
+	h[hContentType] = textHTML
+	h[hCSP] = pageCSPValue
+	h[hContentTypeOptions] = nosniff
+	h[hReferrerPolicy] = noReferrer
+	h[hVary] = varyPage
 	if cacheable {
 		// The page holds nothing personal: a few seconds in shared caches
 		// (s-maxage) let CDNs absorb a crowd. A browser revalidates every
 		// time (max-age=0; the ETag makes that a 304 from memory), so a
 		// player who reloads after redeeming sees the count that includes
 		// them, not their browser's copy from before.
-		h.Set("Cache-Control", "public, max-age=0, s-maxage=5")
-		h.Set("ETag", etag)
-		if r.Header.Get("If-None-Match") == etag {
+		h[hCacheControl] = pageCacheControl
+		h[hETag] = etag
+		if r.Header.Get("If-None-Match") == etag[0] {
 			w.WriteHeader(http.StatusNotModified)
 			return
 		}
 	} else {
-		h.Set("Cache-Control", "no-store")
+		h[hCacheControl] = noStore
 	}
 	w.WriteHeader(status)
 	w.Write(body)
@@ -333,7 +337,7 @@ type pageKey struct{ code, lang string }
 type renderedPage struct {
 	status invite.PublicStatus
 	body   []byte
-	etag   string
+	etag   []string // the header value
 }
 
 // cachedPages bounds pageCache: a page is about 10 KiB.
@@ -351,7 +355,7 @@ func (c *pageCache) get(code, lang string, st invite.PublicStatus) (renderedPage
 	return p, ok && p.status == st
 }
 
-func (c *pageCache) put(code, lang string, st invite.PublicStatus, body []byte, etag string) {
+func (c *pageCache) put(code, lang string, st invite.PublicStatus, body []byte, etag []string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.pages.Add(pageKey{code, lang}, renderedPage{st, body, etag})
@@ -396,7 +400,7 @@ func (s *Server) handleForm(w http.ResponseWriter, r *http.Request) {
 	case out == invite.AlreadyRedeemed:
 		outcome = "already-redeemed"
 	}
-	s.metrics.outcomes.WithLabelValues(outcome).Inc()
+	s.metrics.result(outcome)
 	http.Redirect(w, r, "/invitations/"+url.PathEscape(code)+"/result?outcome="+resultOf[outcome]+"&lang="+lang, http.StatusSeeOther)
 }
 

@@ -3,6 +3,7 @@ package redeemer
 import (
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,6 +26,9 @@ type metrics struct {
 	duration *prometheus.HistogramVec
 	inflight prometheus.Gauge
 	outcomes *prometheus.CounterVec
+	// results are outcomes' series by result: both successes and every
+	// problem code (see lazyCounter).
+	results map[string]*lazyCounter
 	// winners times the redemptions that took a place (201): the answer a
 	// crowd's winners wait for, apart from the quick 410s around it.
 	winners prometheus.Histogram
@@ -60,18 +64,55 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			return nil, err
 		}
 	}
+	m.results = map[string]*lazyCounter{}
+	for _, result := range append([]string{"redeemed", "already-redeemed", internalProblem.code}, problemCodes()...) {
+		m.results[result] = &lazyCounter{vec: m.outcomes, labels: []string{result}}
+	}
 	return m, nil
+}
+
+// lazyCounter is one series of a CounterVec, resolved on its first
+// increment and kept. WithLabelValues hashes the label values and takes the
+// vector's lock on every call, which a crowd pays on every request; a series
+// resolved when the server starts would be exported as 0 before anything
+// happened, so it is resolved on first use, as WithLabelValues would.
+type lazyCounter struct {
+	vec    *prometheus.CounterVec
+	labels []string
+	once   sync.Once
+	c      prometheus.Counter
+}
+
+func (l *lazyCounter) Inc() {
+	l.once.Do(func() { l.c = l.vec.WithLabelValues(l.labels...) })
+	l.c.Inc()
+}
+
+// result counts a redemption by its result.
+func (m *metrics) result(result string) {
+	if c, ok := m.results[result]; ok {
+		c.Inc()
+		return
+	}
+	m.outcomes.WithLabelValues(result).Inc()
 }
 
 // outcome counts a failed redemption by its problem code.
 func (m *metrics) outcome(err error) {
 	k, _ := kindOf(err)
-	m.outcomes.WithLabelValues(k.code).Inc()
+	m.result(k.code)
 }
 
 // instrument counts and times the requests of one route.
 func (s *Server) instrument(route string, h http.Handler) http.Handler {
 	duration := s.metrics.duration.WithLabelValues(route)
+	// The route's request counters by status: every status the server
+	// answers with; any other is looked up per request.
+	requests := map[int]*lazyCounter{}
+	for _, status := range append([]int{http.StatusOK, http.StatusCreated, http.StatusSeeOther, http.StatusNotModified,
+		internalProblem.status}, problemStatuses()...) {
+		requests[status] = &lazyCounter{vec: s.metrics.requests, labels: []string{route, strconv.Itoa(status)}}
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		s.metrics.inflight.Inc()
@@ -83,7 +124,11 @@ func (s *Server) instrument(route string, h http.Handler) http.Handler {
 		if rec.status == http.StatusCreated && route == "redeem" {
 			s.metrics.winners.Observe(took)
 		}
-		s.metrics.requests.WithLabelValues(route, strconv.Itoa(rec.status)).Inc()
+		if c, ok := requests[rec.status]; ok {
+			c.Inc()
+		} else {
+			s.metrics.requests.WithLabelValues(route, strconv.Itoa(rec.status)).Inc()
+		}
 	})
 }
 

@@ -1,6 +1,7 @@
 package redeemer
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -75,6 +76,23 @@ func kindOf(err error) (problemKind, bool) {
 	return internalProblem, false
 }
 
+// problemCodes and problemStatuses list the table's codes and statuses.
+func problemCodes() []string {
+	codes := make([]string, len(problemTable))
+	for i, k := range problemTable {
+		codes[i] = k.code
+	}
+	return codes
+}
+
+func problemStatuses() []int {
+	statuses := make([]int, len(problemTable))
+	for i, k := range problemTable {
+		statuses[i] = k.status
+	}
+	return statuses
+}
+
 // ProblemTypeBase prefixes every problem type URI.
 const ProblemTypeBase = "https://velvetrope.io/problems/"
 
@@ -86,31 +104,56 @@ type problemBody struct {
 	Detail string `json:"detail,omitempty"`
 }
 
+// encode is the body written for k with detail: the problem document,
+// encoded as json.Encoder does (a newline after it).
+func (k problemKind) encode(detail string) []byte {
+	var b bytes.Buffer
+	json.NewEncoder(&b).Encode(problemBody{Type: ProblemTypeBase + k.code, Title: k.title, Status: k.status, Code: k.code, Detail: detail})
+	return b.Bytes()
+}
+
+// plainBodies holds every row's body without a detail, by code, encoded
+// once: most problems carry none, and an exhausted code answers a crowd with
+// the same 410 over and over.
+var plainBodies = func() map[string][]byte {
+	bodies := map[string][]byte{internalProblem.code: internalProblem.encode("")}
+	for _, k := range problemTable {
+		bodies[k.code] = k.encode("")
+	}
+	return bodies
+}()
+
 // problem writes err as application/problem+json. Unknown errors become a
 // generic 500; their text goes to the log only.
 func (s *Server) problem(w http.ResponseWriter, r *http.Request, err error) {
 	kind, found := kindOf(err)
-	body := problemBody{Type: ProblemTypeBase + kind.code, Title: kind.title, Status: kind.status, Code: kind.code}
+	var detail string
 	var d detailed
 	switch {
 	case !found:
 		s.log.Error(err, "Request failed", "method", r.Method, "path", r.URL.Path)
 	case kind.status >= 500:
-		s.log.V(1).Info("Request refused", "reason", err.Error(), "path", r.URL.Path)
+		if log := s.log.V(1); log.Enabled() { // a crowd can meet 503s by the thousand
+			log.Info("Request refused", "reason", err.Error(), "path", r.URL.Path)
+		}
 	case errors.As(err, &d):
-		body.Detail = d.detail
+		detail = d.detail
 	case errors.Is(err, invite.ErrInvalidEmail):
-		body.Detail = strings.TrimPrefix(err.Error(), invite.ErrInvalidEmail.Error()+": ")
+		detail = strings.TrimPrefix(err.Error(), invite.ErrInvalidEmail.Error()+": ")
+	}
+	body := plainBodies[kind.code]
+	if detail != "" {
+		body = kind.encode(detail)
 	}
 	h := w.Header()
 	if kind.retryAfter > 0 && h.Get("Retry-After") == "" {
 		h.Set("Retry-After", strconv.Itoa(kind.retryAfter))
 	}
-	h.Set("Content-Type", "application/problem+json")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Content-Type-Options", "nosniff")
+	h[hContentType] = problemJSON
+	h[hCacheControl] = noStore
+	h[hContentTypeOptions] = nosniff
 	w.WriteHeader(kind.status)
-	json.NewEncoder(w).Encode(body)
+	w.Write(body)
 }
 
 // methodNotAllowed answers other methods on a known path with 405 and Allow.
