@@ -3,8 +3,10 @@ package redeemer
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/velvetrope/velvetrope/internal/invite"
@@ -12,20 +14,32 @@ import (
 
 // FuzzDecodeRedeem feeds arbitrary bodies through the decoder and email
 // parser. Every input must end as a valid email or as an error the problem
-// table maps to a 4xx: never a panic, never a 500.
+// table maps to a 4xx: never a panic, never a 500. decodePlain must not
+// change what encoding/json would decide, whatever the body and the limit.
 func FuzzDecodeRedeem(f *testing.F) {
 	for _, s := range []string{
 		`{"email":"a@example.com"}`, `{"Email":"A+b@Example.com"}`, `{"email":{"$ne":null}}`,
 		`{"email":"a@b.c","x":1}`, `[]`, `null`, `{"email":"a@example.com"} {}`, `{"email":"\u0000@x.y"}`,
 		`{"email":"` + "\xff" + `"}`, `{"a":{"b":{"c":[[[[[[[]]]]]]]}}}`,
+		` { "email" : "a@example.com" } `, "{\"email\":\"a\tb@example.com\"}", `{"email":"a\"@x.y"}`,
+		`{"email":"a@example.com"`, `{"email":"a@example.com"}}`, `{"email":"a@example.com","email":"b@example.com"}`,
+		`{"EMAIL":"a@example.com"}`, `{"email":"a@example.com"}` + strings.Repeat(" ", 600),
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		r := httptest.NewRequest(http.MethodPost, "/invitations/x", bytes.NewReader(body))
-		r.Header.Set("Content-Type", "application/json")
 		var req redeemRequest
-		err := decodeJSON(httptest.NewRecorder(), r, 4096, &req)
+		err := decodeBody(body, 4096, &req)
+		for _, limit := range []int64{4096, 32} {
+			var plain redeemRequest
+			var general generalRequest
+			errPlain, errGeneral := decodeBody(body, limit, &plain), decodeBody(body, limit, &general)
+			if fmt.Sprint(errPlain) != fmt.Sprint(errGeneral) || (plain.Email == nil) != (general.Email == nil) ||
+				plain.Email != nil && *plain.Email != *general.Email {
+				t.Fatalf("%q, limit %d: decodePlain gives %v, %v; encoding/json %v, %v",
+					body, limit, deref(plain.Email), errPlain, deref(general.Email), errGeneral)
+			}
+		}
 		if err == nil {
 			if req.Email == nil {
 				return // the handler answers 400 "email is required"
@@ -45,4 +59,49 @@ func FuzzDecodeRedeem(f *testing.F) {
 		}
 		t.Fatalf("%q: error %v is not in the problem table (would be a 500)", body, err)
 	})
+}
+
+// generalRequest is redeemRequest without decodePlain, so that decodeJSON
+// gives every body to encoding/json.
+type generalRequest struct {
+	Email *string `json:"email"`
+}
+
+func decodeBody(body []byte, limit int64, dst any) error {
+	r := httptest.NewRequest(http.MethodPost, "/invitations/x", bytes.NewReader(body))
+	r.Header.Set("Content-Type", "application/json")
+	return decodeJSON(httptest.NewRecorder(), r, limit, dst)
+}
+
+func deref(s *string) any {
+	if s == nil {
+		return nil
+	}
+	return *s
+}
+
+// TestDecodePlain: the bodies clients send skip encoding/json; anything
+// else is left to it (FuzzDecodeRedeem checks the answers are the same).
+func TestDecodePlain(t *testing.T) {
+	for body, want := range map[string]string{
+		`{"email":"player@example.com"}`:              "player@example.com",
+		" {\n\t\"email\" : \"A+b@Example.com\" }\r\n": "A+b@Example.com",
+		`{"email":""}`:                     "",
+		`{"email":"a\u0040example.com"}`:   "-", // an escape
+		`{"Email":"a@example.com"}`:        "-", // another spelling of the key
+		`{"email":"ü@example.com"}`:        "-", // not ASCII
+		`{"email":"a@example.com",}`:       "-",
+		`{"email":"a@example.com"} {}`:     "-",
+		`{"email":null}`:                   "-",
+		"{\"email\":\"a\nb@example.com\"}": "-", // a control character
+	} {
+		var req redeemRequest
+		ok := req.decodePlain([]byte(body))
+		switch {
+		case want == "-" && (ok || req.Email != nil):
+			t.Errorf("%q: decoded as plain", body)
+		case want != "-" && (!ok || req.Email == nil || *req.Email != want):
+			t.Errorf("%q: plain %v, email %v; want %q", body, ok, deref(req.Email), want)
+		}
+	}
 }

@@ -16,6 +16,22 @@ type redeemRequest struct {
 	Email *string `json:"email"`
 }
 
+// decodePlain recognises the body clients send, {"email":"..."} with the
+// key spelt in lower case and a printable ASCII address without escapes
+// (see decodeJSON).
+func (req *redeemRequest) decodePlain(body []byte) bool {
+	s := jsonScanner{b: body}
+	if !s.expect("{") || !s.expect(`"email"`) || !s.expect(":") {
+		return false
+	}
+	email, ok := s.plainString()
+	if !ok || !s.expect("}") || !s.end() {
+		return false
+	}
+	req.Email = &email
+	return true
+}
+
 type redeemResponse struct {
 	Code   string `json:"code"`
 	Status string `json:"status"` // redeemed or already-redeemed
