@@ -55,6 +55,9 @@ type Store interface {
 	BalanceSlots(ctx context.Context, code string) error
 	// MailTemplates are the templates MongoDB holds for code.
 	MailTemplates(ctx context.Context, code string) (map[string]string, error)
+	// HoldsInvitation says whether MongoDB holds inv as PutInvitation
+	// would write it (one read by _id).
+	HoldsInvitation(ctx context.Context, inv invite.Invitation) (bool, error)
 	// Tallies and MailByCode summarise every code at once (usageBoard).
 	Tallies(ctx context.Context) (map[string]invite.Tally, error)
 	MailByCode(ctx context.Context) (map[string]invite.MailCounts, error)
@@ -213,6 +216,18 @@ func (r *InvitationReconciler) reconcileSeed(ctx context.Context, inv *v1alpha1.
 	if r.written.unchanged(key, doc, r.Now()) {
 		obs.seeded = true
 		return templatesResult(obs, tmplErr, r.UsageInterval), nil
+	}
+	if r.written.same(key, doc) {
+		// The resync of an unchanged spec: write only if someone changed
+		// the document behind our back. Every Invitation comes here every
+		// resync; a write would cost a slot balance and make every
+		// redeemer reload every invitation.
+		holds, err := r.Store.HoldsInvitation(ctx, doc)
+		if err == nil && holds {
+			r.written.record(key, doc, r.Now())
+			obs.seeded = true
+			return templatesResult(obs, tmplErr, r.UsageInterval), nil
+		}
 	}
 	if err := r.Store.PutInvitation(ctx, doc); err != nil {
 		obs.seedErr = err

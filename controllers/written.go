@@ -40,6 +40,19 @@ func (w *written) unchanged(key string, v any, now time.Time) bool {
 	return found && e.sum == sum && now.Sub(e.at) < w.resync
 }
 
+// same reports whether v is what was last written to key, however long
+// ago.
+func (w *written) same(key string, v any) bool {
+	sum, ok := digest(v)
+	if !ok {
+		return false
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	e, found := w.last[key]
+	return found && e.sum == sum
+}
+
 // fresh reports whether something was written to key within resync and no
 // watch event or failure has made it forget since.
 func (w *written) fresh(key string, now time.Time) bool {

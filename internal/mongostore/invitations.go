@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -114,6 +115,24 @@ func (s *Store) PutInvitation(ctx context.Context, inv invite.Invitation) error 
 		return err
 	}
 	return s.invitationsChanged(ctx)
+}
+
+// HoldsInvitation reports whether the document of inv.Code says what
+// PutInvitation would write from inv, in one read by _id: a periodic resync
+// that finds it so writes nothing, balances no slots and leaves the
+// invitations' version alone (a new version makes every redeemer reload
+// every invitation).
+func (s *Store) HoldsInvitation(ctx context.Context, inv invite.Invitation) (bool, error) {
+	d, err := s.invitation(ctx, inv.Code)
+	if err != nil || d.Code == "" {
+		return false, err
+	}
+	var expires time.Time
+	if d.ExpiresAt != nil {
+		expires = *d.ExpiresAt
+	}
+	return d.MaxUses == inv.MaxUses && d.State == string(inv.State) && d.Campaign == inv.Campaign && d.Owner == inv.Owner &&
+		d.SlotSpace >= inv.MaxUses && expires.Equal(inv.ExpiresAt) && maps.Equal(templatesFromDocs(d.MailTemplates), inv.MailTemplates), nil
 }
 
 // invitationsVersionID names the meta document whose version changes with
