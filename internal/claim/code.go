@@ -22,16 +22,23 @@ type code struct {
 	// another replica, an unknown outcome, a tally that differs). Answers
 	// that need to know every holder ("full", "paused" to a person who may
 	// hold a slot) come from memory only when it is true.
-	complete   bool
-	tallied    bool // tally was read from storage at least once
-	signals    int  // incompleteness signals so far
-	loadFrom   int  // signals when the running reload started: one since means it is not complete
-	stale      int  // signals that the view may hold what storage no longer has (a subset of signals)
-	staleFrom  int  // stale when the running reload started: one since means read again
-	loading    bool
-	reloadSoon bool // a reload is scheduled for when ReloadEvery has passed
-	lastLoad   time.Time
-	sinceLoad  []occupancy // slots seen occupied while a reload was reading storage
+	complete  bool
+	tallied   bool // tally was read from storage at least once
+	signals   int  // incompleteness signals so far
+	loadFrom  int  // signals when the running reload started: one since means it is not complete
+	stale     int  // signals that the view may hold what storage no longer has (a subset of signals)
+	staleFrom int  // stale when the running reload started: one since means read again
+	// suspect: a stale signal came after the last reload began, so a holder
+	// in the view may have been revoked: holders are not answered from
+	// memory until a reload clears it. reloadWhenIdle: that reload waits
+	// for the code to have nothing queued or in flight, so that a crowd is
+	// not slowed by a read of every slot while it lasts.
+	suspect        bool
+	reloadWhenIdle bool
+	loading        bool
+	reloadSoon     bool // a reload is scheduled for when ReloadEvery has passed
+	lastLoad       time.Time
+	sinceLoad      []occupancy // slots seen occupied while a reload was reading storage
 
 	queue    list.List // of *request, oldest first: a request leaves in O(1) when its client does
 	inflight int
@@ -43,7 +50,18 @@ type code struct {
 	// read who holds their email; explaining: that read is running.
 	unexplained []*request
 	explaining  bool
+	// lastEmailConflict: when a claim of this code last met a person who
+	// already held a slot. Until checkHintsFor has passed, batches look
+	// their people up in the holders hints before writing (see send).
+	lastEmailConflict time.Time
 }
+
+// checkHintsFor is how long after an email conflict batches look their
+// people up before writing: on a server that redoes a batch row by row when
+// it meets a duplicate (the FerretDB test bed), one such person costs the
+// whole batch, and where one came, more usually follow (a crowd's double
+// submits and second spellings).
+const checkHintsFor = 5 * time.Second
 
 // request is one redemption waiting for its answer.
 type request struct {
@@ -101,12 +119,25 @@ func (c *code) incompleteLocked() {
 func (c *code) staleLocked() {
 	c.incompleteLocked()
 	c.stale++
+	c.suspect = true
+}
+
+// reloadStaleLocked reloads a view that may hold deleted documents: now if
+// the code is idle, else once it is (see pumpLocked). Meanwhile nothing
+// wrong is answered: a suspect view answers no holder from memory, and an
+// incomplete one neither "full" nor "paused".
+func (s *Service) reloadStaleLocked(c *code) {
+	if c.view == nil {
+		return // never loaded: it will be read when needed
+	}
+	c.reloadWhenIdle = true
+	s.pumpLocked(c)
 }
 
 // fromMemoryLocked answers what the view knows for certain; ok is false when
 // the request must go to storage (a write, or a reload first).
 func (s *Service) fromMemoryLocked(c *code, email invite.Email) (out invite.Outcome, err error, ok bool) {
-	if c.view != nil {
+	if c.view != nil && !c.suspect {
 		if _, held := c.view.holders[email.Canonical]; held {
 			return invite.AlreadyRedeemed, nil, true
 		}
@@ -159,6 +190,12 @@ func (s *Service) abandonLocked(r *request) *request {
 // that gather behind an insert in flight make the next insert larger, and the
 // database's time goes to round trips, not to rows.
 func (s *Service) pumpLocked(c *code) {
+	defer func() {
+		if c.reloadWhenIdle && c.inflight == 0 && c.queue.Len() == 0 && !c.explaining {
+			c.reloadWhenIdle = false
+			s.reloadLocked(c)
+		}
+	}()
 	for c.inflight < s.cfg.Parallel && c.queue.Len() > 0 {
 		if s.closing.Load() {
 			for c.queue.Len() > 0 {
@@ -192,7 +229,7 @@ func (s *Service) pumpLocked(c *code) {
 		}
 		c.inflight++
 		s.batches.Add(1) // under c.mu, before Stop's barrier: see Service.Stop
-		go s.send(c, c.inv.Code, batch)
+		go s.send(c, c.inv.Code, batch, s.cfg.Now().Sub(c.lastEmailConflict) < checkHintsFor)
 	}
 }
 
@@ -297,7 +334,7 @@ func (s *Service) takeBatchLocked(c *code) (batch []*request, wantComplete bool)
 }
 
 // send writes one batch and settles each request with storage's answer.
-func (s *Service) send(c *code, name string, batch []*request) {
+func (s *Service) send(c *code, name string, batch []*request, checkHints bool) {
 	defer s.batches.Done()
 	now := s.cfg.Now()
 	claims := make([]invite.Redemption, len(batch))
@@ -312,7 +349,7 @@ func (s *Service) send(c *code, name string, batch []*request) {
 	// Nobody in the batch waits past its own deadline, so neither does the
 	// write: a later answer would reach nobody.
 	ctx, cancel := context.WithDeadline(context.Background(), minTime(deadline, latest))
-	results := s.store.Claim(ctx, claims)
+	results := s.claim(ctx, claims, checkHints)
 	cancel()
 	requestsTimedOut := latest.Before(deadline) && !s.cfg.Now().Before(latest)
 
@@ -376,12 +413,14 @@ func (s *Service) settleLocked(c *code, r *request, slot int, res invite.ClaimRe
 		c.view.collided(slot)
 		c.incompleteLocked()
 	case invite.ClaimEmailTaken:
+		c.lastEmailConflict = s.cfg.Now()
 		if res.Holder.Code == c.inv.Code {
 			c.markLocked(occupancy{res.Holder.Slot, res.Holder.Email.Canonical, res.Tally})
 		}
 		c.incompleteLocked()
 	case invite.ClaimRetry:
 		c.staleLocked() // the conflict vanished: something was deleted
+		s.reloadStaleLocked(c)
 	case invite.ClaimFailed:
 		// The outcome is unknown: our document may be in storage.
 		c.incompleteLocked()
@@ -460,6 +499,32 @@ func (s *Service) explainEmails(c *code) {
 	}
 }
 
+// claim writes claims; with checkHints, the holders hints answer first the
+// people known to hold a slot, and only the others are written.
+func (s *Service) claim(ctx context.Context, claims []invite.Redemption, checkHints bool) []invite.ClaimResult {
+	if !checkHints {
+		return s.store.Claim(ctx, claims)
+	}
+	results := s.store.HintedHolders(ctx, claims)
+	var rest []int
+	for i, r := range results {
+		if r.Status == 0 {
+			rest = append(rest, i)
+		}
+	}
+	if len(rest) == 0 {
+		return results
+	}
+	write := make([]invite.Redemption, len(rest))
+	for i, idx := range rest {
+		write[i] = claims[idx]
+	}
+	for i, r := range s.store.Claim(ctx, write) {
+		results[rest[i]] = r
+	}
+	return results
+}
+
 func minTime(a, b time.Time) time.Time {
 	if b.Before(a) {
 		return b
@@ -491,6 +556,7 @@ func (s *Service) startReloadLocked(c *code) {
 	if c.loading {
 		return
 	}
+
 	c.loading, c.sinceLoad, c.loadFrom, c.staleFrom = true, c.sinceLoad[:0], c.signals, c.stale
 	go s.reload(c)
 }
@@ -548,15 +614,16 @@ func (s *Service) reload(c *code) {
 	}
 	c.view, c.sinceLoad = view, c.sinceLoad[:0]
 	c.complete = c.signals == c.loadFrom
+	c.suspect = c.stale != c.staleFrom
+
 	c.lastLoad = s.cfg.Now()
-	if c.stale != c.staleFrom {
+	if c.suspect {
 		// A deletion while we read (a revocation the tally poll saw):
-		// read again, or a revoked holder in this view could be answered
-		// from memory until the next poll. Other replicas' redemptions
-		// meanwhile leave the view incomplete, not wrong: what needs every
-		// holder asks for a reload when it needs it (takeBatchLocked), so
-		// a crowd is not read again and again while it lasts.
-		s.reloadLocked(c)
+		// read again. Other replicas' redemptions meanwhile leave the
+		// view incomplete, not wrong: what needs every holder asks for a
+		// reload when it needs it (takeBatchLocked), so a crowd is not
+		// read again and again while it lasts.
+		s.reloadStaleLocked(c)
 	}
 	s.pumpLocked(c)
 }

@@ -101,6 +101,13 @@ func (s *instrumented) ExplainEmails(ctx context.Context, claims []invite.Redemp
 	return results
 }
 
+func (s *instrumented) HintedHolders(ctx context.Context, claims []invite.Redemption) []invite.ClaimResult {
+	start := time.Now()
+	results := s.Store.HintedHolders(ctx, claims)
+	s.observe("hinted_holders", start, s.count(results))
+	return results
+}
+
 func (s *instrumented) RecordHolders(ctx context.Context, claims []invite.Redemption) {
 	defer func(start time.Time) { s.observe("record_holders", start, nil) }(time.Now())
 	s.Store.RecordHolders(ctx, claims)
@@ -112,11 +119,12 @@ func (s *instrumented) Lease(ctx context.Context, code string, blocks []int, hol
 }
 
 // count counts results by status, but not a conflict left for
-// ExplainEmails, whose own result counts it, and returns the first failure:
+// ExplainEmails, whose own result counts it, nor one HintedHolders left
+// unanswered, and returns the first failure:
 // one per call, as a call is one operation.
 func (s *instrumented) count(results []invite.ClaimResult) (err error) {
 	for _, r := range results {
-		if r.Status != invite.ClaimEmailConflict {
+		if r.Status != invite.ClaimEmailConflict && r.Status != 0 {
 			s.results.WithLabelValues(claimResults[r.Status]).Inc()
 		}
 		if r.Status == invite.ClaimFailed && err == nil {

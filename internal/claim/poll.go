@@ -123,7 +123,7 @@ func (s *Service) refreshTallies(ctx context.Context) {
 		c.tally, c.tallied = tallies[c.inv.Code], true
 		if c.view != nil && int64(c.tally) != c.view.tally {
 			c.staleLocked()
-			s.startReloadLocked(c)
+			s.reloadStaleLocked(c)
 		}
 		c.mu.Unlock()
 	}

@@ -41,8 +41,11 @@ type Store interface {
 	// answered invite.ClaimEmailConflict.
 	ExplainEmails(ctx context.Context, claims []invite.Redemption) []invite.ClaimResult
 	// RecordHolders notes claims that took their slots, so that
-	// ExplainEmails finds them cheaply (best effort).
+	// ExplainEmails and HintedHolders find them cheaply (best effort).
 	RecordHolders(ctx context.Context, claims []invite.Redemption)
+	// HintedHolders answers the claims whose person is known to hold a
+	// slot (ClaimEmailTaken), leaving the others' results zero.
+	HintedHolders(ctx context.Context, claims []invite.Redemption) []invite.ClaimResult
 	// Lease asks for blocks of code's slots for holder, granting those
 	// nobody leased within ttl (a hint that keeps replicas apart).
 	Lease(ctx context.Context, code string, blocks []int, holder string, ttl time.Duration) ([]bool, error)

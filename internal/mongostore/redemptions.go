@@ -150,23 +150,14 @@ func slotConflict(c invite.Redemption, d redemptionDoc) invite.ClaimResult {
 
 // ExplainEmails answers claims that Claim answered ClaimEmailConflict:
 // ClaimEmailTaken with the holder, or ClaimRetry when nobody holds the email
-// any more (revoked meanwhile). It looks first in the holders hints
-// (RecordHolders), by _id, checking each against the slot it names, and reads
-// by email, in one query, only the claims the hints do not explain: on the
-// test bed a read by email scans the whole collection, and a crowd's
-// spelling variants would otherwise pay one such scan after another.
+// any more (revoked meanwhile). The holders hints explain most
+// (HintedHolders); only the claims they do not explain are read by email, all
+// of them in one query: on the test bed a read by email scans the whole
+// collection, and a crowd's spelling variants would otherwise pay one such
+// scan after another.
 func (s *Store) ExplainEmails(ctx context.Context, claims []invite.Redemption) []invite.ClaimResult {
-	results := make([]invite.ClaimResult, len(claims))
+	results := s.HintedHolders(ctx, claims)
 	var rest []int
-	s.each(len(claims), func(i int) {
-		d, err := s.hintedHolder(ctx, claims[i].Email.Canonical)
-		switch {
-		case err != nil:
-			results[i] = invite.ClaimResult{Status: invite.ClaimFailed, Err: err}
-		case d != nil:
-			results[i] = emailConflict(claims[i], d)
-		}
-	})
 	for i, r := range results {
 		if r.Status == 0 {
 			rest = append(rest, i)
@@ -201,6 +192,28 @@ func (s *Store) ExplainEmails(ctx context.Context, claims []invite.Redemption) [
 	return results
 }
 
+// HintedHolders answers, from the holders hints (RecordHolders), the claims
+// whose person holds a slot: ClaimEmailTaken with the holder (ClaimInserted
+// for the claim's own redemption). Every other claim's result is left zero:
+// no hint, a stale one, or a failed read (hints are only ever an
+// optimisation). Reads by _id only, several at once: the hint, then the slot
+// it names, because a hint is believed only while that slot holds its email.
+func (s *Store) HintedHolders(ctx context.Context, claims []invite.Redemption) []invite.ClaimResult {
+	results := make([]invite.ClaimResult, len(claims))
+	s.each(len(claims), func(i int) {
+		email := claims[i].Email.Canonical
+		var h holderDoc
+		if s.holders.FindOne(ctx, bson.D{{Key: "_id", Value: email}}).Decode(&h) != nil {
+			return
+		}
+		var d redemptionDoc
+		if err := s.redemptions.FindOne(ctx, bson.D{{Key: "_id", Value: h.Slot}}).Decode(&d); err == nil && d.Email == email {
+			results[i] = emailConflict(claims[i], &d)
+		}
+	})
+	return results
+}
+
 // emailConflict explains a claim whose email is held by d (nil: by nobody).
 func emailConflict(c invite.Redemption, d *redemptionDoc) invite.ClaimResult {
 	switch {
@@ -228,28 +241,6 @@ func (s *Store) RecordHolders(ctx context.Context, claims []invite.Redemption) {
 		docs[i] = holderDoc{Email: c.Email.Canonical, Slot: invite.SlotID(c.Code, c.Slot)}
 	}
 	s.holders.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
-}
-
-// hintedHolder returns the redemption the holders hint names for email, when
-// that redemption is still held by email; nil otherwise.
-func (s *Store) hintedHolder(ctx context.Context, email string) (*redemptionDoc, error) {
-	var h holderDoc
-	err := s.holders.FindOne(ctx, bson.D{{Key: "_id", Value: email}}).Decode(&h)
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, Classify("reading a holder hint", err)
-	}
-	var d redemptionDoc
-	err = s.redemptions.FindOne(ctx, bson.D{{Key: "_id", Value: h.Slot}}).Decode(&d)
-	if errors.Is(err, mongo.ErrNoDocuments) || (err == nil && d.Email != email) {
-		return nil, nil // stale: revoked, maybe taken by someone else since
-	}
-	if err != nil {
-		return nil, Classify("reading a hinted redemption", err)
-	}
-	return &d, nil
 }
 
 // each runs f(0..n-1), lookups at a time: reads by _id, each answered from

@@ -148,6 +148,13 @@ func (f *Faults) ExplainEmails(ctx context.Context, claims []invite.Redemption) 
 	return f.Store.ExplainEmails(ctx, claims)
 }
 
+func (f *Faults) HintedHolders(ctx context.Context, claims []invite.Redemption) []invite.ClaimResult {
+	if f.outage() != nil {
+		return make([]invite.ClaimResult, len(claims))
+	}
+	return f.Store.HintedHolders(ctx, claims)
+}
+
 func (f *Faults) RecordHolders(ctx context.Context, claims []invite.Redemption) {
 	if f.outage() == nil {
 		f.Store.RecordHolders(ctx, claims)
