@@ -479,3 +479,58 @@ func TestFleetServesItsCampaign(t *testing.T) {
 	expect(t, svc, "mine", "p@example.com", invite.Redeemed, nil)
 	expect(t, svc, "theirs", "p2@example.com", 0, invite.ErrUnknownCode)
 }
+
+// TestBusyCodeNeverAnswersARevokedHolderFromMemory: a revocation seen by the
+// tally poll while a code is busy defers the reload to the end of the crowd,
+// and meanwhile the view answers no holder from memory.
+func TestBusyCodeNeverAnswersARevokedHolderFromMemory(t *testing.T) {
+	st := newStore(t, active("busy", 10))
+	faults := &testbed.Faults{Store: st}
+	a := start(t, faults, fast)
+	ctx := context.Background()
+	ann := email(t, "ann@example.com")
+	expect(t, a, "busy", ann.Raw, invite.Redeemed, nil)
+
+	faults.Hold() // the next write hangs: the code stays busy
+	bob := make(chan error, 1)
+	go func() {
+		_, err := a.Redeem(ctx, "busy", email(t, "bob@example.com"), "en")
+		bob <- err
+	}()
+	eventually(t, func() error {
+		if a.Pending() == 0 {
+			return errors.New("bob's claim is not in flight yet")
+		}
+		return nil
+	})
+	if _, err := st.Revoke(ctx, "busy", ann.Canonical); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * fast.UsageInterval) // tally polls see the revocation
+	if !a.KnowsHolder("busy", ann.Canonical) {
+		t.Fatal("the view was reloaded while the code was busy; this test needs it deferred")
+	}
+	annAgain := make(chan invite.Outcome, 1)
+	go func() {
+		out, _ := a.Redeem(ctx, "busy", ann, "en")
+		annAgain <- out
+	}()
+	select {
+	case out := <-annAgain:
+		t.Fatalf("revoked ann answered %v from a suspect view", out)
+	case <-time.After(300 * time.Millisecond): // waiting for storage, as she should
+	}
+	faults.Release()
+	if out := <-annAgain; out != invite.Redeemed {
+		t.Fatalf("revoked ann's retry: %v, want a new place", out)
+	}
+	if err := <-bob; err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() error { // idle again: the deferred reload ran
+		if !a.KnowsHolder("busy", ann.Canonical) {
+			return errors.New("ann's new place is not in the view")
+		}
+		return nil
+	})
+}
