@@ -234,10 +234,11 @@ func (s *Service) pumpLocked(c *code) {
 }
 
 // leaseAheadLocked asks for more blocks of slots when the blocks this
-// replica leased have fewer free slots than requests wait, so a batch seldom
-// waits for a lease. Up to maxLeaseBlocks at a time.
+// replica leased have fewer free slots than requests wait plus a block of
+// headroom, so a batch seldom waits for a lease (a lease is a write, slow
+// when the database is busy). Up to maxLeaseBlocks at a time.
 func (s *Service) leaseAheadLocked(c *code) {
-	need := c.queue.Len() - c.view.freeMine(c.inv.MaxUses)
+	need := c.queue.Len() + blockSize - c.view.freeMine(c.inv.MaxUses)
 	if c.leasing || need <= 0 {
 		return
 	}
