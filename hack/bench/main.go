@@ -314,7 +314,7 @@ func storeMetrics(replicas []*testbed.Process) map[string]float64 {
 func storeStatsSince(phase string, before, after map[string]float64) string {
 	d := func(name string) float64 { return after[name] - before[name] }
 	var b strings.Builder
-	for _, op := range []string{"claim", "explain_emails", "lease", "occupants", "tallies", "invitations"} {
+	for _, op := range []string{"claim", "hinted_holders", "explain_emails", "record_holders", "lease", "occupants", "tallies", "invitations"} {
 		n := d(`velvetrope_store_operation_duration_seconds_count{op="` + op + `"}`)
 		if n == 0 {
 			continue
