@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -29,7 +30,9 @@ type Store interface {
 	DueMail(ctx context.Context, now time.Time, limit int) ([]invite.Outbound, error)
 	ClaimAttempt(ctx context.Context, nonce string, n int, by string, leaseUntil time.Time) (bool, time.Time, error)
 	RecordAttempt(ctx context.Context, r invite.Redemption, a invite.Attempt) error
-	Position(ctx context.Context, code string, redeemedAt time.Time) (int, error)
+	// RedemptionTimes lists when each redemption of code was made, oldest
+	// first: the player's number is 1 + those before theirs.
+	RedemptionTimes(ctx context.Context, code string) ([]time.Time, error)
 	OldestPendingMail(ctx context.Context) (time.Time, error)
 	MailTemplates(ctx context.Context, code string) (map[string]string, error)
 }
@@ -98,7 +101,41 @@ type Dispatcher struct {
 
 	mu       sync.Mutex
 	compiled map[string]*Templates
+
+	// Only Round (one at a time: Run's loop) uses what follows.
+	round uint64
+	// oldest is when the oldest pending email was redeemed, as last read
+	// (at oldestRead) by OldestPendingMail.
+	oldest, oldestRead time.Time
+	// times caches each code's redemption times, for positions.
+	times map[string]codeTimes
+	// templatesRound caches each code's templates for one round.
+	templatesRound map[string]*Templates
 }
+
+// codeTimes is one read of a code's redemption times.
+type codeTimes struct {
+	times  []time.Time // oldest first
+	readAt time.Time
+	round  uint64
+}
+
+const (
+	// oldestEvery is how often the oldest pending email is read: on the
+	// test bed that read scans the whole collection, and the gauge it feeds
+	// is for alerts measured in minutes. Between reads the age keeps growing
+	// from the last answer, and a due email older still lowers it at once.
+	oldestEvery = 15 * time.Second
+	// A read of a code's redemption times answers, in the round that made
+	// it, every email redeemed before it (as a count at send time did); in
+	// later rounds, for up to timesMaxAge, the emails redeemed at least
+	// timesSettle before it, by when every redemption made earlier has been
+	// stored (a redemption's insert ends within --write-timeout, 5 s) or
+	// given up. timesMaxAge bounds how long a revocation goes unseen in the
+	// numbers.
+	timesSettle = 10 * time.Second
+	timesMaxAge = time.Minute
+)
 
 // NewDispatcher returns a dispatcher; reg receives its metrics.
 func NewDispatcher(store Store, sender Sender, templates *Templates, signer *regtoken.Signer, cfg Config, reg prometheus.Registerer, log logr.Logger) (*Dispatcher, error) {
@@ -111,7 +148,7 @@ func NewDispatcher(store Store, sender Sender, templates *Templates, signer *reg
 		return nil, err
 	}
 	d := &Dispatcher{store: store, sender: sender, templates: templates, signer: signer, cfg: cfg, log: log, metrics: m,
-		compiled: map[string]*Templates{}}
+		compiled: map[string]*Templates{}, times: map[string]codeTimes{}}
 	if cfg.Rate > 0 {
 		d.limiter = rate.NewLimiter(rate.Limit(cfg.Rate), max(1, int(cfg.Rate)))
 	}
@@ -135,17 +172,22 @@ func (d *Dispatcher) Run(ctx context.Context) {
 	}
 }
 
-// Round handles the emails due now and reports how many it looked at.
+// Round handles the emails due now and reports how many it looked at. Its
+// reads are bounded per round, not per email: the due emails, and for each
+// code among them that this dispatcher wins an attempt of, the code's
+// redemption times (at most once, see timesSettle) and templates; per email,
+// only the claim and the outcome's writes. One round at a time.
 func (d *Dispatcher) Round(ctx context.Context) (int, error) {
+	d.round++
+	clear(d.templatesRound)
 	now := d.cfg.Now()
-	if oldest, err := d.store.OldestPendingMail(ctx); err == nil {
-		age := 0.0
-		if !oldest.IsZero() {
-			age = now.Sub(oldest).Seconds()
+	for code, c := range d.times {
+		if now.Sub(c.readAt) >= timesMaxAge || now.Before(c.readAt) {
+			delete(d.times, code)
 		}
-		d.metrics.oldest.Set(age)
 	}
 	due, err := d.store.DueMail(ctx, now, d.cfg.Batch)
+	d.observeOldest(ctx, now, due)
 	if err != nil {
 		return 0, err
 	}
@@ -161,6 +203,66 @@ func (d *Dispatcher) Round(ctx context.Context) (int, error) {
 		}
 	}
 	return len(due), nil
+}
+
+// observeOldest sets the oldest-pending-age gauge, reading the oldest
+// pending email at most every oldestEvery.
+func (d *Dispatcher) observeOldest(ctx context.Context, now time.Time, due []invite.Outbound) {
+	if d.oldestRead.IsZero() || now.Sub(d.oldestRead) >= oldestEvery || now.Before(d.oldestRead) {
+		if oldest, err := d.store.OldestPendingMail(ctx); err == nil {
+			d.oldest, d.oldestRead = oldest, now
+		}
+	}
+	oldest := d.oldest
+	for _, o := range due {
+		if oldest.IsZero() || o.RedeemedAt.Before(oldest) {
+			oldest = o.RedeemedAt
+		}
+	}
+	age := 0.0
+	if !oldest.IsZero() {
+		age = max(0, now.Sub(oldest).Seconds())
+	}
+	d.metrics.oldest.Set(age)
+}
+
+// position is o's number on its code, from the code's redemption times
+// (codeTimes), read again when the last read cannot answer for o.
+func (d *Dispatcher) position(ctx context.Context, o invite.Outbound) (int, error) {
+	t := o.RedeemedAt.Truncate(time.Millisecond) // as stored
+	c, ok := d.times[o.Code]
+	if !ok || c.round != d.round && c.readAt.Sub(t) < timesSettle {
+		readAt := d.cfg.Now()
+		times, err := d.store.RedemptionTimes(ctx, o.Code)
+		if err != nil {
+			return 0, err
+		}
+		c = codeTimes{times: times, readAt: readAt, round: d.round}
+		d.times[o.Code] = c
+	}
+	before, _ := slices.BinarySearchFunc(c.times, t, func(e, t time.Time) int {
+		if e.Before(t) {
+			return -1
+		}
+		return 1
+	})
+	return before + 1, nil
+}
+
+// templatesOf is templatesFor, read once per code per round.
+func (d *Dispatcher) templatesOf(ctx context.Context, code string) (*Templates, error) {
+	if t, ok := d.templatesRound[code]; ok {
+		return t, nil
+	}
+	t, err := d.templatesFor(ctx, code)
+	if err != nil {
+		return nil, err
+	}
+	if d.templatesRound == nil {
+		d.templatesRound = map[string]*Templates{}
+	}
+	d.templatesRound[code] = t
+	return t, nil
 }
 
 // deliver claims the next attempt of o, sends and records the outcome.
@@ -224,11 +326,11 @@ func (d *Dispatcher) backoff(n int) time.Duration {
 // names the redemption by its nonce and binds the canonical email without
 // carrying it (docs/registration.md).
 func (d *Dispatcher) compose(ctx context.Context, o invite.Outbound) (*gomail.Msg, error) {
-	pos, err := d.store.Position(ctx, o.Code, o.RedeemedAt)
+	pos, err := d.position(ctx, o)
 	if err != nil {
 		return nil, err
 	}
-	templates, err := d.templatesFor(ctx, o.Code)
+	templates, err := d.templatesOf(ctx, o.Code)
 	if err != nil {
 		return nil, err
 	}

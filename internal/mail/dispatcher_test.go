@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -258,5 +259,84 @@ func TestInvitationTemplatesOverrideTheDefaults(t *testing.T) {
 	}
 	if got := header.Get("Subject"); got != "Your seat for Starfall: custom" {
 		t.Errorf("subject %q", got)
+	}
+}
+
+// countingStore counts the reads of redemption times.
+type countingStore struct {
+	vmail.Store
+	mu    sync.Mutex
+	times map[string]int
+}
+
+func (c *countingStore) RedemptionTimes(ctx context.Context, code string) ([]time.Time, error) {
+	c.mu.Lock()
+	c.times[code]++
+	c.mu.Unlock()
+	return c.Store.RedemptionTimes(ctx, code)
+}
+
+var positionRE = regexp.MustCompile(`player number (\d+) on this code`)
+
+// Each email says its player's number on their own code, by time of
+// redemption, whatever the other codes in its round; and the codes'
+// redemption times are read once for rounds of emails redeemed before the
+// read (one per code), not once per email.
+func TestPositionsAcrossCodesAndRounds(t *testing.T) {
+	st := mongoServer.Store(t, invite.Invitation{Code: "first", MaxUses: 40, State: invite.StateActive},
+		invite.Invitation{Code: "second", MaxUses: 40, State: invite.StateActive})
+	start := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
+	var claims []invite.Redemption
+	want := map[string]string{} // address -> number
+	seen := map[string]int{}
+	for i := range 50 {
+		code := "first"
+		if i%3 == 0 {
+			code = "second"
+		}
+		seen[code]++
+		addr := fmt.Sprintf("p%d@example.com", i)
+		want[addr] = fmt.Sprint(seen[code])
+		// Slots run against time: the number is by time, not by slot.
+		claims = append(claims, invite.Redemption{Code: code, Slot: 39 - seen[code], Nonce: fmt.Sprint("n", i), Lang: "en",
+			Email: invite.Email{Canonical: addr, Raw: addr}, RedeemedAt: start.Add(time.Duration(i) * time.Millisecond)})
+	}
+	for _, r := range st.Claim(context.Background(), claims) {
+		if r.Status != invite.ClaimInserted {
+			t.Fatalf("setup: %+v", r)
+		}
+	}
+	srv := startSMTP(t)
+	cs := &countingStore{Store: st, times: map[string]int{}}
+	sender, err := vmail.NewSMTP(vmail.SMTPConfig{Host: "127.0.0.1", Port: srv.Port(), TLS: "none", Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := vmail.NewDispatcher(cs, sender, vmail.DefaultTemplates(), signer(t),
+		vmail.Config{ID: "a", From: "beta@game.example", LinkBase: "https://game.example/register", PollInterval: 50 * time.Millisecond, Batch: 7},
+		prometheus.NewRegistry(), logr.Discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { d.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	waitCounts(t, st, "first", invite.MailCounts{Sent: 33})
+	waitCounts(t, st, "second", invite.MailCounts{Sent: 17})
+	for _, m := range srv.Messages() {
+		body, err := m.Text()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := positionRE.FindStringSubmatch(body)
+		if got == nil || got[1] != want[m.To[0]] {
+			t.Errorf("%s: number %v, want %s", m.To[0], got, want[m.To[0]])
+		}
+	}
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if cs.times["first"] != 1 || cs.times["second"] != 1 {
+		t.Errorf("redemption times read %v times over 8 rounds; want once per code", cs.times)
 	}
 }

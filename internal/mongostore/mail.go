@@ -89,7 +89,8 @@ func (s *Store) ClaimAttempt(ctx context.Context, nonce string, n int, by string
 // holder of attempt a's claim calls it, while its lease holds, so there is a
 // single writer and a plain update is enough even where updates are not
 // atomic. The update names r's nonce: if r was revoked and its slot taken by
-// someone else meanwhile, nothing is recorded on their document.
+// someone else meanwhile, nothing is recorded on their document (atomically
+// on MongoDB; on the test bed, checked on a read by _id: updateRedemption).
 func (s *Store) RecordAttempt(ctx context.Context, r invite.Redemption, a invite.Attempt) error {
 	set := bson.D{
 		{Key: "mail.state", Value: string(a.State)},
@@ -100,7 +101,7 @@ func (s *Store) RecordAttempt(ctx context.Context, r invite.Redemption, a invite
 	if a.State == invite.MailSent {
 		set = append(set, bson.E{Key: "mail.sentAt", Value: a.At.UTC()})
 	}
-	_, err := s.redemptions.UpdateOne(ctx, bson.D{{Key: "_id", Value: invite.SlotID(r.Code, r.Slot)}, {Key: "nonce", Value: r.Nonce}}, bson.D{
+	_, err := s.updateRedemption(ctx, invite.SlotID(r.Code, r.Slot), r.Nonce, bson.D{
 		{Key: "$set", Value: set},
 		{Key: "$push", Value: bson.D{{Key: "mail.history", Value: attemptDoc{Number: a.Number, State: string(a.State), Error: a.Error, At: a.At.UTC()}}}},
 	})
@@ -142,13 +143,6 @@ func (s *Store) OldestPendingMail(ctx context.Context) (time.Time, error) {
 		return time.Time{}, Classify("reading the oldest pending mail", err)
 	}
 	return d.RedeemedAt, nil
-}
-
-// Position is the player's number on code: 1 + the redemptions made before
-// redeemedAt.
-func (s *Store) Position(ctx context.Context, code string, redeemedAt time.Time) (int, error) {
-	n, err := s.redemptions.CountDocuments(ctx, bson.D{{Key: "code", Value: code}, {Key: "redeemedAt", Value: bson.D{{Key: "$lt", Value: redeemedAt.UTC()}}}})
-	return int(n) + 1, Classify("counting the position in "+code, err)
 }
 
 // MailByCode counts every code's emails by state, in one aggregation (a

@@ -2,12 +2,14 @@ package mongostore_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/velvetrope/velvetrope/internal/invite"
+	"github.com/velvetrope/velvetrope/internal/mongostore"
 )
 
 func TestMailOutbox(t *testing.T) {
@@ -66,30 +68,43 @@ func TestMailOutbox(t *testing.T) {
 }
 
 // A revoked slot is taken again by someone else: the attempts made for the
-// person before neither land on the new holder's document nor count for it.
+// person before neither land on the new holder's document nor count for it;
+// their own do. Both ways of recording an attempt: the nonce in the filter
+// (MongoDB's) and checked on a read by _id (the test bed's).
 func TestMailFollowsTheRedemptionNotTheSlot(t *testing.T) {
-	s, ctx := newStore(t), context.Background()
-	old := claim("c", 0, "old@x.io", "n-old")
-	s.Claim(ctx, []invite.Redemption{old})
-	if ok, _, err := s.ClaimAttempt(ctx, old.Nonce, 1, "d", time.Now().Add(time.Minute)); !ok || err != nil {
-		t.Fatalf("claiming attempt 1 for the first holder: %v %v", ok, err)
-	}
-	if _, err := s.Revoke(ctx, "", "old@x.io"); err != nil {
-		t.Fatal(err)
-	}
-	next := claim("c", 0, "next@x.io", "n-next")
-	if r := s.Claim(ctx, []invite.Redemption{next}); r[0].Status != invite.ClaimInserted {
-		t.Fatalf("the freed slot is taken again: %+v", r[0])
-	}
-	// The send in flight for the revoked person finishes now.
-	if err := s.RecordAttempt(ctx, old, invite.Attempt{Number: 1, State: invite.MailSent, At: time.Now()}); err != nil {
-		t.Fatal(err)
-	}
-	due, err := s.DueMail(ctx, time.Now(), 10)
-	if err != nil || len(due) != 1 || due[0].Email.Canonical != "next@x.io" || due[0].Attempts != 0 {
-		t.Fatalf("the new holder's email is still due, with no attempts inherited: %+v, %v", due, err)
-	}
-	if ok, _, err := s.ClaimAttempt(ctx, next.Nonce, 1, "d", time.Now().Add(time.Minute)); !ok || err != nil {
-		t.Fatalf("attempt 1 of the new holder is free: %v %v", ok, err)
+	for _, readThenWrite := range []bool{false, true} {
+		t.Run(fmt.Sprint("readThenWrite=", readThenWrite), func(t *testing.T) {
+			s, ctx := newStore(t), context.Background()
+			mongostore.SetUpdatesReadThenWritten(s, readThenWrite)
+			old := claim("c", 0, "old@x.io", "n-old")
+			s.Claim(ctx, []invite.Redemption{old})
+			if ok, _, err := s.ClaimAttempt(ctx, old.Nonce, 1, "d", time.Now().Add(time.Minute)); !ok || err != nil {
+				t.Fatalf("claiming attempt 1 for the first holder: %v %v", ok, err)
+			}
+			if _, err := s.Revoke(ctx, "", "old@x.io"); err != nil {
+				t.Fatal(err)
+			}
+			next := claim("c", 0, "next@x.io", "n-next")
+			if r := s.Claim(ctx, []invite.Redemption{next}); r[0].Status != invite.ClaimInserted {
+				t.Fatalf("the freed slot is taken again: %+v", r[0])
+			}
+			// The send in flight for the revoked person finishes now.
+			if err := s.RecordAttempt(ctx, old, invite.Attempt{Number: 1, State: invite.MailSent, At: time.Now()}); err != nil {
+				t.Fatal(err)
+			}
+			due, err := s.DueMail(ctx, time.Now(), 10)
+			if err != nil || len(due) != 1 || due[0].Email.Canonical != "next@x.io" || due[0].Attempts != 0 {
+				t.Fatalf("the new holder's email is still due, with no attempts inherited: %+v, %v", due, err)
+			}
+			if ok, _, err := s.ClaimAttempt(ctx, next.Nonce, 1, "d", time.Now().Add(time.Minute)); !ok || err != nil {
+				t.Fatalf("attempt 1 of the new holder is free: %v %v", ok, err)
+			}
+			if err := s.RecordAttempt(ctx, next, invite.Attempt{Number: 1, State: invite.MailSent, At: time.Now()}); err != nil {
+				t.Fatal(err)
+			}
+			if c, err := s.MailCounts(ctx, "c"); err != nil || c != (invite.MailCounts{Sent: 1}) {
+				t.Fatalf("the new holder's own attempt is recorded: %+v, %v", c, err)
+			}
+		})
 	}
 }
