@@ -376,15 +376,7 @@ func (s *Service) send(c *code, name string, batch []*request, checkHints bool) 
 	}
 	s.requeueLocked(c, retry)
 	if len(won) > 0 {
-		// After the answers: a conflict on one of these people at
-		// another replica is then explained without a scan.
-		s.batches.Add(1)
-		go func() {
-			defer s.batches.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), s.cfg.WriteTimeout)
-			defer cancel()
-			s.store.RecordHolders(ctx, won)
-		}()
+		s.recordHolders(won)
 	}
 	if len(c.unexplained) > 0 && !c.explaining {
 		c.explaining = true

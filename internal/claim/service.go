@@ -125,6 +125,45 @@ type Service struct {
 
 	rngMu sync.Mutex
 	rng   *mrand.Rand
+
+	// holders waiting to be recorded as hints, and whether a write of
+	// them is under way (see recordHolders).
+	hintsMu      sync.Mutex
+	hints        []invite.Redemption
+	hintsWriting bool
+}
+
+// recordHolders records people who took a slot as hints (Store.RecordHolders)
+// after their answers, so that a conflict on one of them at another replica
+// is explained without a scan. One write at a time per replica, carrying
+// everything that gathered meanwhile: every write competes for the
+// database's write lock with the claims themselves.
+func (s *Service) recordHolders(won []invite.Redemption) {
+	s.hintsMu.Lock()
+	defer s.hintsMu.Unlock()
+	s.hints = append(s.hints, won...)
+	if s.hintsWriting {
+		return
+	}
+	s.hintsWriting = true
+	s.batches.Add(1)
+	go func() {
+		defer s.batches.Done()
+		for {
+			s.hintsMu.Lock()
+			batch := s.hints
+			s.hints = nil
+			if len(batch) == 0 {
+				s.hintsWriting = false
+				s.hintsMu.Unlock()
+				return
+			}
+			s.hintsMu.Unlock()
+			ctx, cancel := context.WithTimeout(context.Background(), s.cfg.WriteTimeout)
+			s.store.RecordHolders(ctx, batch)
+			cancel()
+		}
+	}()
 }
 
 // New returns a Service; call Run to load and keep the view fresh.
