@@ -73,11 +73,23 @@ func BenchmarkExhausted(b *testing.B) {
 }
 
 func BenchmarkLandingPage(b *testing.B) {
+	benchLandingPage(b, "")
+}
+
+// BenchmarkLandingPageGzip: as a browser asks, for the gzip encoding.
+func BenchmarkLandingPageGzip(b *testing.B) {
+	benchLandingPage(b, "gzip, deflate, br, zstd")
+}
+
+func benchLandingPage(b *testing.B, acceptEncoding string) {
 	h := benchServer(b, fixedRedeemer{st: invite.PublicStatus{Code: "page", Campaign: "test", State: "active", Remaining: 10}})
 	serve(b, h, func() *http.Request {
 		r, _ := http.NewRequest(http.MethodGet, "/invitations/page", nil)
 		r.Header.Set("Accept", "text/html,application/xhtml+xml,*/*;q=0.8")
 		r.Header.Set("Accept-Language", "en")
+		if acceptEncoding != "" {
+			r.Header.Set("Accept-Encoding", acceptEncoding)
+		}
 		return r
 	}, http.StatusOK)
 }

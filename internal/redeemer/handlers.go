@@ -94,7 +94,7 @@ func (s *Server) handleStatus() http.Handler {
 		code := r.PathValue("code")
 		// The page and the JSON status share this URL: every answer, a
 		// problem included, says that caches must key it on Accept too.
-		// (The page adds Accept-Language.)
+		// (The page adds Accept-Language and Accept-Encoding: varyPage.)
 		w.Header()[hVary] = varyAccept
 		if wantsHTML(r) {
 			s.renderPage(w, r, http.StatusOK, code, pageLang(r), "", "", "")

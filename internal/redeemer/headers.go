@@ -13,11 +13,15 @@ import (
 // canonical form, as direct assignment needs (textproto.CanonicalMIMEHeaderKey;
 // "Etag", not "ETag").
 const (
+	hAcceptEncoding     = "Accept-Encoding"
 	hCacheControl       = "Cache-Control"
+	hContentEncoding    = "Content-Encoding"
+	hContentLength      = "Content-Length"
 	hContentType        = "Content-Type"
 	hContentTypeOptions = "X-Content-Type-Options"
 	hCSP                = "Content-Security-Policy"
 	hETag               = "Etag"
+	hIfNoneMatch        = "If-None-Match"
 	hReferrerPolicy     = "Referrer-Policy"
 	hVary               = "Vary"
 )
@@ -30,8 +34,11 @@ var (
 	nosniff         = []string{"nosniff"}
 	noReferrer      = []string{"no-referrer"}
 	varyAccept      = []string{"Accept"}
-	varyPage        = []string{"Accept, Accept-Language"}
-	pageCSPValue    = []string{pageCSP}
+	// varyPage: the page also depends on the language, and the cached
+	// page is sent gzip-encoded or not by Accept-Encoding (pagecoding.go).
+	varyPage     = []string{"Accept, Accept-Language, Accept-Encoding"}
+	gzipEncoding = []string{"gzip"}
+	pageCSPValue = []string{pageCSP}
 	// pageCacheControl: see writePage.
 	pageCacheControl = []string{"public, max-age=0, s-maxage=5"}
 )

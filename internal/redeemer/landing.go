@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	_ "embed"
 	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"html/template"
@@ -14,6 +13,7 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -240,7 +240,7 @@ func (s *Server) renderPage(w http.ResponseWriter, r *http.Request, status int, 
 	plain := status == http.StatusOK && result == "" && email == "" && fieldError == "" && err == nil
 	if plain {
 		if p, ok := s.pages.get(code, lang, st); ok {
-			s.writePage(w, r, status, true, p.body, p.etag)
+			s.writePage(w, r, status, p)
 			return
 		}
 	}
@@ -286,42 +286,54 @@ func (s *Server) renderPage(w http.ResponseWriter, r *http.Request, status int, 
 		s.problem(w, r, err)
 		return
 	}
-	sum := sha256.Sum256(b.Bytes())
-	etag := []string{`"` + hex.EncodeToString(sum[:12]) + `"`}
-	if plain {
-		s.pages.put(code, lang, st, b.Bytes(), etag)
+	if !plain {
+		// A result page answers one person's form post: its count must be
+		// the one after their redemption, so no cache keeps it.
+		s.writePage(w, r, status, renderedPage{identity: representation{body: b.Bytes(), length: []string{strconv.Itoa(b.Len())}}})
+		return
 	}
-	// A result page answers one person's form post: its count must be the
-	// one after their redemption, so no cache keeps it.
-	s.writePage(w, r, status, status == http.StatusOK && email == "" && result == "", b.Bytes(), etag)
+	page := renderedPage{status: st, identity: newRepresentation(b.Bytes()), gzip: newRepresentation(gzipped(b.Bytes()))}
+	s.pages.put(code, lang, page)
+	s.writePage(w, r, status, page)
 }
 
-// writePage writes a rendered page; cacheable pages hold nothing personal.
-// etag is the page's ETag as a header value, kept with the cached page.
-func (s *Server) writePage(w http.ResponseWriter, r *http.Request, status int, cacheable bool, body []byte, etag []string) {
+// writePage writes a rendered page. A plain page (one with an ETag, which
+// holds nothing personal) is cacheable, and goes gzip-encoded to clients
+// that accept it; any other is no-store and sent as it is.
+func (s *Server) writePage(w http.ResponseWriter, r *http.Request, status int, p renderedPage) {
 	h := w.Header()
 	h[hContentType] = textHTML
 	h[hCSP] = pageCSPValue
 	h[hContentTypeOptions] = nosniff
 	h[hReferrerPolicy] = noReferrer
 	h[hVary] = varyPage
-	if cacheable {
+	rep, encoded := p.identity, false
+	if p.gzip.body != nil && acceptsGzip(r.Header[hAcceptEncoding]) {
+		rep, encoded = p.gzip, true
+	}
+	if rep.etag != nil {
 		// The page holds nothing personal: a few seconds in shared caches
 		// (s-maxage) let CDNs absorb a crowd. A browser revalidates every
 		// time (max-age=0; the ETag makes that a 304 from memory), so a
 		// player who reloads after redeeming sees the count that includes
-		// them, not their browser's copy from before.
+		// them, not their browser's copy from before. Each representation
+		// has its own strong ETag (RFC 9110 8.8.3), so a 304 confirms
+		// exactly the bytes the client holds.
 		h[hCacheControl] = pageCacheControl
-		h[hETag] = etag
-		if r.Header.Get("If-None-Match") == etag[0] {
+		h[hETag] = rep.etag
+		if noneMatch(r.Header[hIfNoneMatch], rep.etag[0]) {
 			w.WriteHeader(http.StatusNotModified)
 			return
 		}
 	} else {
 		h[hCacheControl] = noStore
 	}
+	if encoded {
+		h[hContentEncoding] = gzipEncoding
+	}
+	h[hContentLength] = rep.length
 	w.WriteHeader(status)
-	w.Write(body)
+	w.Write(rep.body)
 }
 
 // pageCache keeps the latest rendering of the plain page per code and
@@ -335,12 +347,12 @@ type pageCache struct {
 type pageKey struct{ code, lang string }
 
 type renderedPage struct {
-	status invite.PublicStatus
-	body   []byte
-	etag   []string // the header value
+	status         invite.PublicStatus
+	identity, gzip representation // gzip: no body for a page rendered per request
 }
 
-// cachedPages bounds pageCache: a page is about 10 KiB.
+// cachedPages bounds pageCache: a page is about 10 KiB, and its gzip
+// encoding less than half of that.
 const cachedPages = 256
 
 func newPageCache() *pageCache {
@@ -355,10 +367,10 @@ func (c *pageCache) get(code, lang string, st invite.PublicStatus) (renderedPage
 	return p, ok && p.status == st
 }
 
-func (c *pageCache) put(code, lang string, st invite.PublicStatus, body []byte, etag []string) {
+func (c *pageCache) put(code, lang string, p renderedPage) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.pages.Add(pageKey{code, lang}, renderedPage{st, body, etag})
+	c.pages.Add(pageKey{code, lang}, p)
 }
 
 // handleForm is the redemption without JavaScript: a form POST, answered

@@ -173,7 +173,7 @@ func TestLandingPageFollowsTheCount(t *testing.T) {
 
 // TestStatusURLVariesOnAccept: the page and the JSON status share GET
 // /invitations/{code}, so every answer there, cacheable or not, says Vary:
-// Accept; the page adds Accept-Language.
+// Accept; the page adds Accept-Language and Accept-Encoding.
 func TestStatusURLVariesOnAccept(t *testing.T) {
 	r := startReplica(t, newStore(t, active("v", 5)), redeemer.Config{})
 	c := r.Client()
@@ -189,10 +189,10 @@ func TestStatusURLVariesOnAccept(t *testing.T) {
 		{"GET", "/invitations/nope", "", "", 404, "Accept"},
 		{"GET", "/invitations/Bad_Code", "", "", 404, "Accept"},
 		{"HEAD", "/invitations/v", "", "", 200, "Accept"},
-		{"GET", "/invitations/v?lang=en", htmlAccept, "", 200, "Accept, Accept-Language"},
-		{"GET", "/invitations/v?lang=en", htmlAccept, h.Get("ETag"), 304, "Accept, Accept-Language"},
-		{"GET", "/invitations/nope", htmlAccept, "", 404, "Accept, Accept-Language"},
-		{"HEAD", "/invitations/v", htmlAccept, "", 200, "Accept, Accept-Language"},
+		{"GET", "/invitations/v?lang=en", htmlAccept, "", 200, "Accept, Accept-Language, Accept-Encoding"},
+		{"GET", "/invitations/v?lang=en", htmlAccept, h.Get("ETag"), 304, "Accept, Accept-Language, Accept-Encoding"},
+		{"GET", "/invitations/nope", htmlAccept, "", 404, "Accept, Accept-Language, Accept-Encoding"},
+		{"HEAD", "/invitations/v", htmlAccept, "", 200, "Accept, Accept-Language, Accept-Encoding"},
 	} {
 		req, _ := http.NewRequest(tt.method, r.URL+tt.path, nil)
 		if tt.accept != "" {

@@ -296,9 +296,12 @@ func TestOpenAPIContract(t *testing.T) {
 		{name: "status, unknown code", method: "GET", path: "/invitations/nope", status: 404, problem: "unknown-invitation"},
 		{name: "status, impossible code", method: "GET", path: "/invitations/a--", status: 404, problem: "unknown-invitation", invalid: true},
 		{name: "page", method: "GET", path: "/invitations/other?lang=ru", header: []string{"Accept", html}, status: 200},
+		{name: "page, gzip", method: "GET", path: "/invitations/other?lang=ru", header: []string{"Accept", html, "Accept-Encoding", "gzip, deflate, br, zstd"}, status: 200},
+		{name: "page, gzip refused", method: "GET", path: "/invitations/other?lang=ru", header: []string{"Accept", html, "Accept-Encoding", "gzip;q=0"}, status: 200},
 		{name: "page of an unknown code", method: "GET", path: "/invitations/nope", header: []string{"Accept", html}, status: 404},
 		{name: "HEAD status", method: "HEAD", path: "/invitations/other", status: 200},
 		{name: "HEAD page", method: "HEAD", path: "/invitations/other", header: []string{"Accept", html}, status: 200},
+		{name: "HEAD page, gzip", method: "HEAD", path: "/invitations/other", header: []string{"Accept", html, "Accept-Encoding", "gzip"}, status: 200},
 		{name: "HEAD unknown", method: "HEAD", path: "/invitations/nope", status: 404},
 
 		{name: "healthz", method: "GET", path: "/healthz", status: 200},
@@ -320,11 +323,18 @@ func TestOpenAPIContract(t *testing.T) {
 		}
 	}
 
-	// 304: the page again with its ETag, by GET and by HEAD.
-	page := c.do(t, client, srv.URL, exchange{name: "page for its ETag", method: "GET", path: "/invitations/other?lang=en", header: []string{"Accept", html}, status: 200})
-	for _, m := range []string{"GET", "HEAD"} {
-		c.do(t, client, srv.URL, exchange{name: m + " revalidated", method: m, path: "/invitations/other?lang=en",
-			header: []string{"Accept", html, "If-None-Match", page.header.Get("ETag")}, status: 304})
+	// 304: the page again with its ETag, by GET and by HEAD, gzip-encoded
+	// and not.
+	for _, enc := range []string{"gzip", "identity"} {
+		page := c.do(t, client, srv.URL, exchange{name: "page for its ETag, " + enc, method: "GET", path: "/invitations/other?lang=en",
+			header: []string{"Accept", html, "Accept-Encoding", enc}, status: 200})
+		if got := page.header.Get("Content-Encoding"); got != map[string]string{"gzip": "gzip"}[enc] {
+			t.Errorf("page, Accept-Encoding %s: Content-Encoding %q", enc, got)
+		}
+		for _, m := range []string{"GET", "HEAD"} {
+			c.do(t, client, srv.URL, exchange{name: m + " revalidated, " + enc, method: m, path: "/invitations/other?lang=en",
+				header: []string{"Accept", html, "Accept-Encoding", enc, "If-None-Match", page.header.Get("ETag")}, status: 304})
+		}
 	}
 
 	// 503 busy: while storage hangs, the one place for a redemption is
