@@ -50,9 +50,11 @@ type code struct {
 	// read who holds their email; explaining: that read is running.
 	unexplained []*request
 	explaining  bool
-	// lastEmailConflict: when a claim of this code last met a person who
-	// already held a slot. Until checkHintsFor has passed, batches look
-	// their people up in the holders hints before writing (see send).
+	// lastEmailConflict: when a write of this replica last met a person who
+	// already held a slot (invite.ClaimEmailConflict). Until checkHintsFor
+	// has passed, batches look their people up in the holders hints before
+	// writing (see send). Only this replica's own conflicts count: a
+	// replica whose writes do not meet any pays no lookups.
 	lastEmailConflict time.Time
 }
 
@@ -365,6 +367,7 @@ func (s *Service) send(c *code, name string, batch []*request, checkHints bool) 
 			won = append(won, claims[i])
 		}
 		if results[i].Status == invite.ClaimEmailConflict {
+			c.lastEmailConflict = s.cfg.Now()
 			// Who holds the email is a slower read: the rest of the
 			// batch is answered without waiting for it. The person stays
 			// in byEmail, so asking again meanwhile follows this request.
@@ -406,7 +409,6 @@ func (s *Service) settleLocked(c *code, r *request, slot int, res invite.ClaimRe
 		c.view.collided(slot)
 		c.incompleteLocked()
 	case invite.ClaimEmailTaken:
-		c.lastEmailConflict = s.cfg.Now()
 		if res.Holder.Code == c.inv.Code {
 			c.markLocked(occupancy{res.Holder.Slot, res.Holder.Email.Canonical, res.Tally})
 		}
