@@ -44,6 +44,7 @@ type code struct {
 	inflight int
 	byEmail  map[string]*request // requests in flight, so one person is never in two batches
 	leasing  bool                // a lease request (Store.Lease) is in flight
+	holding  bool                // a timer pumps again when the oldest request has waited twinHold
 
 	// unexplained: requests whose claim met a duplicate its slot did not
 	// explain (invite.ClaimEmailConflict), waiting for explainEmails to
@@ -65,12 +66,20 @@ type code struct {
 // submits and second spellings).
 const checkHintsFor = 5 * time.Second
 
+// twinHold: in that time, a request waits this long after it arrived before
+// it is written, so that the same person's request at another replica,
+// arriving at the same moment, has been written there and recorded as a
+// hint by then: this one is then answered from the hint instead of making
+// the batch meet a duplicate.
+const twinHold = 100 * time.Millisecond
+
 // request is one redemption waiting for its answer.
 type request struct {
 	email     invite.Email
 	lang      string
 	nonce     string
 	slot      int // reserved for its batch in flight; -1 when none
+	arrived   time.Time
 	attempts  int
 	deadline  time.Time
 	elem      *list.Element // in code.queue; nil once taken out
@@ -320,6 +329,10 @@ func (s *Service) takeBatchLocked(c *code) (batch []*request, wantComplete bool)
 			s.reply(r, 0, errDeadline)
 			continue
 		}
+		if wait := twinHold - now.Sub(r.arrived); r.attempts == 0 && wait > 0 && now.Sub(c.lastEmailConflict) < checkHintsFor {
+			s.holdLocked(c, wait)
+			return batch, false
+		}
 		slot, lease := c.view.nextFree(c.inv.MaxUses)
 		if slot < 0 {
 			// A block must be leased first (leaseAheadLocked asked), or
@@ -334,6 +347,20 @@ func (s *Service) takeBatchLocked(c *code) (batch []*request, wantComplete bool)
 		batch = append(batch, r)
 	}
 	return batch, false
+}
+
+// holdLocked pumps c again after wait (see twinHold).
+func (s *Service) holdLocked(c *code, wait time.Duration) {
+	if c.holding {
+		return
+	}
+	c.holding = true
+	time.AfterFunc(wait, func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.holding = false
+		s.pumpLocked(c)
+	})
 }
 
 // send writes one batch and settles each request with storage's answer.

@@ -264,7 +264,7 @@ func (s *Service) Redeem(ctx context.Context, codeName string, email invite.Emai
 		return 0, err
 	}
 	deadline, _ := ctx.Deadline()
-	r := &request{email: email, lang: lang, nonce: newNonce(), deadline: deadline, done: make(chan answer, 1)}
+	r := &request{email: email, lang: lang, nonce: newNonce(), arrived: s.cfg.Now(), deadline: deadline, done: make(chan answer, 1)}
 	c.mu.Lock()
 	r.elem = c.queue.PushBack(r)
 	s.pumpLocked(c)
