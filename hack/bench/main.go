@@ -142,6 +142,10 @@ func run(requests, clients, slots int, out string, extra []string) error {
 		stored, _ := store.Used(ctx, code)
 		crowds = append(crowds, crowdRun{replicas: n + 1, code: code, res: res, stored: stored, violations: violations})
 		storeStats += storeStatsSince(fmt.Sprintf("%d replica(s)", n+1), before, storeMetrics(replicas))
+		// The next phase starts from the same quiet platform: the
+		// crowd's emails go out first (the dispatchers share the cores and
+		// the database with the crowd), or the phases would not compare.
+		storeStats += waitForMail(ctx, store, code, 3*time.Minute)
 	}
 
 	// Exhaust "gone", then compare one replica with a trivial handler.
@@ -295,6 +299,20 @@ func serveTrivial() {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write([]byte(`{"ok":true}`))
 	}))
+}
+
+// waitForMail waits until code has no email pending, at most limit, and
+// says how long that took.
+func waitForMail(ctx context.Context, store *mongostore.Store, code string, limit time.Duration) string {
+	fmt.Fprintf(os.Stderr, "Waiting for the emails of %s…\n", code)
+	start := time.Now()
+	for time.Since(start) < limit {
+		if c, err := store.MailCounts(ctx, code); err == nil && c.Pending == 0 {
+			return fmt.Sprintf("- %s's emails were all sent %.0f s after its crowd; the next phase started then.\n", code, time.Since(start).Seconds())
+		}
+		time.Sleep(time.Second)
+	}
+	return fmt.Sprintf("- %s's emails were still pending %.0f s after its crowd; the next phase started anyway.\n", code, limit.Seconds())
 }
 
 // storeMetrics sums the replicas' store metrics.
