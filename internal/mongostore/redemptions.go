@@ -387,6 +387,10 @@ func (s *Store) Revoke(ctx context.Context, code, canonicalEmail string) (invite
 	if res.DeletedCount == 0 {
 		return invite.Redemption{}, invite.ErrNotRedeemed
 	}
+	// The holders hint goes too, so the person's next redemption can write
+	// its own (RecordHolders inserts); a hint left behind would only be
+	// found stale and cost a read by email.
+	s.holders.DeleteOne(ctx, bson.D{{Key: "_id", Value: canonicalEmail}})
 	return d.redemption(), nil
 }
 

@@ -312,3 +312,25 @@ func TestExplainEmailsTrustsOnlyHintsThatHold(t *testing.T) {
 		}
 	}
 }
+
+func TestRevokingDropsTheHolderHint(t *testing.T) {
+	s, ctx := newStore(t), context.Background()
+	first := claim("c", 0, "bob@example.com", "n-1")
+	if r := s.Claim(ctx, []invite.Redemption{first}); r[0].Status != invite.ClaimInserted {
+		t.Fatalf("setup: %+v", r[0])
+	}
+	s.RecordHolders(ctx, []invite.Redemption{first})
+	if _, err := s.Revoke(ctx, "c", "bob@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	// Bob redeems again elsewhere: his new hint replaces nothing stale.
+	again := claim("c", 7, "bob@example.com", "n-2")
+	if r := s.Claim(ctx, []invite.Redemption{again}); r[0].Status != invite.ClaimInserted {
+		t.Fatalf("again: %+v", r[0])
+	}
+	s.RecordHolders(ctx, []invite.Redemption{again})
+	got := s.HintedHolders(ctx, []invite.Redemption{claim("c", 9, "bob@example.com", "n-3")})
+	if got[0].Status != invite.ClaimEmailTaken || got[0].Holder.Slot != 7 {
+		t.Fatalf("bob after his second redemption: %+v; want the hint to name slot 7", got[0])
+	}
+}
