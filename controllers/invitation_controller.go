@@ -58,11 +58,12 @@ type Store interface {
 	// HoldsInvitation says whether MongoDB holds inv as PutInvitation
 	// would write it (one read by _id).
 	HoldsInvitation(ctx context.Context, inv invite.Invitation) (bool, error)
-	// Tallies and MailByCode summarise every code at once (usageBoard).
+	// Tallies and MailByCode summarise every code at once, and CodeTimes
+	// reads the changed codes' latest redemption and oldest pending email
+	// in one query (usageBoard).
 	Tallies(ctx context.Context) (map[string]invite.Tally, error)
 	MailByCode(ctx context.Context) (map[string]invite.MailCounts, error)
-	Usage(ctx context.Context, code string) (invite.Usage, error)
-	MailCounts(ctx context.Context, code string) (invite.MailCounts, error)
+	CodeTimes(ctx context.Context, latest, pending []string) (last, oldestPending map[string]time.Time, err error)
 	// Ping tells a slow read from MongoDB not answering.
 	Ping(ctx context.Context) error
 }

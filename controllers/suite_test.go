@@ -170,6 +170,9 @@ func (c *applyCounter) in(namespace string) int {
 type slowSummaries struct {
 	*mongostore.Store
 	delay atomic.Int64 // nanoseconds
+	// What the board read: refreshes (tallies), and reads of changed
+	// codes' times with the codes they named.
+	tallies, times, timesCodes atomic.Int64
 }
 
 func (s *slowSummaries) wait(ctx context.Context) {
@@ -180,6 +183,7 @@ func (s *slowSummaries) wait(ctx context.Context) {
 }
 
 func (s *slowSummaries) Tallies(ctx context.Context) (map[string]invite.Tally, error) {
+	s.tallies.Add(1)
 	s.wait(ctx)
 	return s.Store.Tallies(ctx)
 }
@@ -187,4 +191,10 @@ func (s *slowSummaries) Tallies(ctx context.Context) (map[string]invite.Tally, e
 func (s *slowSummaries) MailByCode(ctx context.Context) (map[string]invite.MailCounts, error) {
 	s.wait(ctx)
 	return s.Store.MailByCode(ctx)
+}
+
+func (s *slowSummaries) CodeTimes(ctx context.Context, latest, pending []string) (last, oldestPending map[string]time.Time, err error) {
+	s.times.Add(1)
+	s.timesCodes.Add(int64(len(latest) + len(pending)))
+	return s.Store.CodeTimes(ctx, latest, pending)
 }

@@ -11,23 +11,28 @@ import (
 	"github.com/velvetrope/velvetrope/internal/invite"
 )
 
-// summaryTimeout bounds the usage board's background reads (the two
-// aggregations over every code, and a changed code's details). Longer than a
-// pass's storeTimeout: on the test bed every aggregation reads the whole
-// collection, which after a large crowd's mail takes seconds, and a slow
-// summary is no outage.
+// summaryTimeout bounds each of the usage board's background reads (the
+// two aggregations over every code, and the one read of the changed codes'
+// times). Longer than a pass's storeTimeout: on the test bed every
+// aggregation reads the whole collection, which after a large crowd's mail
+// takes seconds, and a slow summary is no outage.
 const summaryTimeout = 30 * time.Second
 
 // usageBoard reads what Invitation statuses need for every code at once, in
-// the background, once per interval: two aggregations (tallies and mail
-// counts by code). Only for a code whose figures changed does it read more
-// (its latest redemption and oldest pending email), and only that code's
-// Invitations are woken. A pass reads the board from memory. So idle
-// Invitations cost neither queries nor passes, whatever their number: each
-// poll costs O(changes), not O(codes).
+// the background, once per interval: two aggregations, tallies and mail
+// counts by code, which give every code's Used (invite.Tally.Used) and
+// status.mail. For the codes whose figures changed, one more query reads
+// what the summaries cannot give: the latest redemption of those whose
+// tally changed, and the oldest pending email of those with one pending
+// (Store.CodeTimes). Only the changed codes' Invitations are woken; a pass
+// reads the board from memory. So a refresh costs at most three queries,
+// however many codes changed (on the test bed each was five scans per
+// changed code, one code after another, which held statuses back for
+// minutes after a crowd), and idle Invitations cost neither queries nor
+// passes, whatever their number.
 //
-// A summary that fails while MongoDB answers a ping (slow, not down) keeps
-// the last good board: only a store that does not answer makes every
+// A read that fails while MongoDB answers a ping (slow, not down) keeps the
+// last good board: only a store that does not answer makes every
 // Invitation MongoDBUnavailable.
 type usageBoard struct {
 	store    Store
@@ -52,8 +57,8 @@ type usageBoard struct {
 	balanced map[string]invite.Tally
 }
 
-// codeUsage is what the board read in detail for a code, and after which
-// summary figures.
+// codeUsage is what the board knows of a code (usage and mail as statuses
+// show them), and after which summary figures.
 type codeUsage struct {
 	tally  invite.Tally
 	counts invite.MailCounts
@@ -138,7 +143,7 @@ func (b *usageBoard) run(ctx context.Context, wake func(codes []string, all bool
 	}
 }
 
-// refresh reads the summary, then the details of the codes whose summary
+// refresh reads the summaries, then the times of the codes whose summary
 // figures changed. It returns the codes to wake, or all when the store's
 // availability changed.
 func (b *usageBoard) refresh(ctx context.Context) (codes []string, all bool) {
@@ -156,12 +161,8 @@ func (b *usageBoard) refresh(ctx context.Context) (codes []string, all bool) {
 	b.mu.Lock()
 	wasDown := b.err != nil
 	b.summary, b.err, b.at, b.tallies, b.counts = true, nil, b.now(), tallies, counts
-	type change struct {
-		code   string
-		tally  invite.Tally
-		counts invite.MailCounts
-	}
-	var changed []change
+	changed := map[string]codeUsage{}
+	var latest, pending []string
 	seen := map[string]bool{}
 	for _, m := range []map[string]bool{keys(tallies), keys(counts), keys(b.known), b.waiting} {
 		for code := range m {
@@ -170,55 +171,70 @@ func (b *usageBoard) refresh(ctx context.Context) (codes []string, all bool) {
 			}
 			seen[code] = true
 			k, ok := b.known[code]
-			if !ok || k.tally != tallies[code] || k.counts != counts[code] {
-				changed = append(changed, change{code, tallies[code], counts[code]})
+			t, c := tallies[code], counts[code]
+			if ok && k.tally == t && k.counts == c {
+				continue
 			}
+			n := codeUsage{tally: t, counts: c, usage: invite.Usage{Used: t.Used()}, mail: c}
+			switch {
+			case t.Used() == 0: // nobody holds a slot: no latest redemption
+			case ok && k.tally == t:
+				// The same documents (only their mail moved on): the
+				// same latest redemption.
+				n.usage.LastRedemption = k.usage.LastRedemption
+			default:
+				// Read with all its redemptions, pending emails included.
+				latest = append(latest, code)
+				changed[code] = n
+				continue
+			}
+			if c.Pending > 0 {
+				pending = append(pending, code)
+			}
+			changed[code] = n
 		}
 	}
 	waiting := b.waiting
 	b.waiting = map[string]bool{}
 	b.mu.Unlock()
 
-	for _, c := range changed {
-		var k codeUsage
-		if c.tally != 0 || c.counts != (invite.MailCounts{}) { // else nothing to read: no document of code
-			dctx, cancel := context.WithTimeout(ctx, b.timeout)
-			k, err = b.details(dctx, c.code)
-			cancel()
-			if err != nil {
-				// The code stays changed: the next refresh reads it again.
-				b.mu.Lock()
-				for code := range waiting {
-					b.waiting[code] = true
-				}
-				b.mu.Unlock()
-				return codes, b.failed(ctx, "Reading a code's usage failed", fmt.Errorf("%s: %w", c.code, err)) || wasDown
+	if len(latest) > 0 || len(pending) > 0 {
+		dctx, cancel := context.WithTimeout(ctx, b.timeout)
+		last, oldest, err := b.store.CodeTimes(dctx, latest, pending)
+		cancel()
+		if err != nil {
+			// The codes stay changed: the next refresh reads them again.
+			b.mu.Lock()
+			for code := range waiting {
+				b.waiting[code] = true
+			}
+			b.mu.Unlock()
+			return nil, b.failed(ctx, "Reading changed codes' usage failed", fmt.Errorf("%d codes: %w", len(latest)+len(pending), err)) || wasDown
+		}
+		for _, code := range latest {
+			n := changed[code]
+			n.usage.LastRedemption = last[code]
+			changed[code] = n
+		}
+		for code, n := range changed {
+			if n.mail.Pending > 0 {
+				n.mail.OldestPending = oldest[code]
+				changed[code] = n
 			}
 		}
-		k.tally, k.counts = c.tally, c.counts
-		b.mu.Lock()
-		b.known[c.code] = k
-		b.mu.Unlock()
-		codes = append(codes, c.code)
-		delete(waiting, c.code)
 	}
+
+	b.mu.Lock()
+	for code, n := range changed {
+		b.known[code] = n
+		codes = append(codes, code)
+		delete(waiting, code)
+	}
+	b.mu.Unlock()
 	for code := range waiting {
 		codes = append(codes, code)
 	}
 	return codes, wasDown
-}
-
-// details reads code's usage and mail counts.
-func (b *usageBoard) details(ctx context.Context, code string) (codeUsage, error) {
-	u, err := b.store.Usage(ctx, code)
-	if err != nil {
-		return codeUsage{}, err
-	}
-	m, err := b.store.MailCounts(ctx, code)
-	if err != nil {
-		return codeUsage{}, err
-	}
-	return codeUsage{usage: u, mail: m}, nil
 }
 
 // failed handles a background read that failed: when MongoDB answers a ping
