@@ -63,6 +63,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	defer srv.Close()
 
+	cfg.mail.dispatcher.Busy = svc.Busy // a crowd's claims before its mail
 	dispatcher, warning, err := newDispatcher(cfg.mail, store, reg, log.WithName("mail"))
 	if err != nil {
 		return err

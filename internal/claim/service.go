@@ -339,6 +339,10 @@ func (s *Service) admit(ctx context.Context) error {
 
 func (s *Service) release() { <-s.pending }
 
+// Busy reports whether requests are waiting for storage: a crowd is being
+// answered, and work that can wait (mail) should.
+func (s *Service) Busy() bool { return len(s.pending) > 0 }
+
 // Wait blocks until every batch in flight has its answer from storage, so a
 // shutting-down replica does not abandon writes halfway.
 func (s *Service) Wait() { s.batches.Wait() }

@@ -53,7 +53,13 @@ type Config struct {
 	MaxAttempts        int // then the email is failed [8]
 	// Rate caps emails sent per second by this dispatcher (0: no cap), so
 	// mail shares the pod's CPU with a flash crowd instead of taking it.
-	Rate                    float64
+	Rate float64
+	// Busy reports whether this process is answering a crowd (requests
+	// waiting for the database). While it is, rounds wait, at most
+	// BusyDeferMax in a row [10s]: a crowd's claims get the database first,
+	// and its emails follow a moment later. nil: never busy.
+	Busy                    func() bool
+	BusyDeferMax            time.Duration
 	BaseBackoff, MaxBackoff time.Duration // exponential, with full jitter [30s, 1h]
 	Now                     func() time.Time
 }
@@ -70,6 +76,7 @@ func (c *Config) defaults() {
 	d(&c.SendTimeout, 30*time.Second)
 	d(&c.BaseBackoff, 30*time.Second)
 	d(&c.MaxBackoff, time.Hour)
+	d(&c.BusyDeferMax, 10*time.Second)
 	if c.SendTimeout >= c.Lease {
 		c.SendTimeout = c.Lease / 2
 	}
@@ -157,7 +164,21 @@ func NewDispatcher(store Store, sender Sender, templates *Templates, signer *reg
 
 // Run delivers until ctx ends.
 func (d *Dispatcher) Run(ctx context.Context) {
+	var deferredSince time.Time
 	for ctx.Err() == nil {
+		if d.cfg.Busy != nil && d.cfg.Busy() {
+			if deferredSince.IsZero() {
+				deferredSince = d.cfg.Now()
+			}
+			if d.cfg.Now().Sub(deferredSince) < d.cfg.BusyDeferMax {
+				select {
+				case <-ctx.Done():
+				case <-time.After(d.cfg.PollInterval):
+				}
+				continue
+			}
+		}
+		deferredSince = time.Time{}
 		n, err := d.Round(ctx)
 		if err != nil && ctx.Err() == nil {
 			d.log.Error(err, "Mail round failed")

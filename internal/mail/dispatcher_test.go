@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -339,4 +340,30 @@ func TestPositionsAcrossCodesAndRounds(t *testing.T) {
 	if cs.times["first"] != 1 || cs.times["second"] != 1 {
 		t.Errorf("redemption times read %v times over 8 rounds; want once per code", cs.times)
 	}
+}
+
+// TestMailWaitsForACrowd: while the process answers a crowd, rounds wait, at
+// most BusyDeferMax in a row; then mail goes out even if the crowd lasts.
+func TestMailWaitsForACrowd(t *testing.T) {
+	st := redeemed(t, "crowded", 5)
+	srv := startSMTP(t)
+	var busy atomic.Bool
+	busy.Store(true)
+	dispatch(t, st, srv, "a", func(c *vmail.Config) {
+		c.Busy = busy.Load
+		c.BusyDeferMax = time.Hour
+	})
+	time.Sleep(500 * time.Millisecond) // several polls
+	if c, _ := st.MailCounts(context.Background(), "crowded"); c.Sent != 0 {
+		t.Fatalf("sent during the crowd: %+v", c)
+	}
+	busy.Store(false)
+	waitCounts(t, st, "crowded", invite.MailCounts{Sent: 5})
+
+	lasting := redeemed(t, "lasting", 5)
+	dispatch(t, lasting, srv, "b", func(c *vmail.Config) {
+		c.Busy = func() bool { return true }
+		c.BusyDeferMax = 300 * time.Millisecond
+	})
+	waitCounts(t, lasting, "lasting", invite.MailCounts{Sent: 5})
 }
