@@ -103,6 +103,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.IntVar(&c.mail.dispatcher.MaxAttempts, "mail-max-attempts", 8, "attempts before an email is failed (a 5xx answer fails it at once)")
 	fs.DurationVar(&c.mail.dispatcher.BaseBackoff, "mail-retry-backoff", 30*time.Second, "first retry wait (exponential, full jitter)")
 	fs.DurationVar(&c.mail.dispatcher.PollInterval, "mail-poll-interval", time.Second, "how often due emails are looked for")
+	fs.DurationVar(&c.mail.dispatcher.IdlePollMax, "mail-idle-poll-interval", 10*time.Second, "while nothing is due, polls slow down to this (this process's new redemptions wake its dispatcher at once)")
 	fs.Float64Var(&c.mail.dispatcher.Rate, "mail-rate", 20, "emails per second this process sends at most (0: no cap), so mail does not take a crowd's CPU")
 
 	// --listen is LISTEN_ADDR, the Kubernetes convention.

@@ -407,6 +407,9 @@ func (s *Service) send(c *code, name string, batch []*request, checkHints bool) 
 	s.requeueLocked(c, retry)
 	if len(won) > 0 {
 		s.recordHolders(won)
+		if s.cfg.OnRedeemed != nil {
+			s.cfg.OnRedeemed()
+		}
 	}
 	if len(c.unexplained) > 0 && !c.explaining {
 		c.explaining = true

@@ -66,7 +66,11 @@ type Config struct {
 	MaxAttempts   int           // slots one request may try [16]
 	LeaseTTL      time.Duration // another replica may take over a block of slots leased this long ago [30s]
 	Campaign      string        // serve only this campaign's codes (a campaign's fleet loads only what it serves); empty: all
-	Now           func() time.Time
+	// OnRedeemed is called, and must not block, after a batch wrote
+	// redemptions: the mail dispatcher in the same process looks for their
+	// emails at once instead of at its next, slowed, idle poll.
+	OnRedeemed func()
+	Now        func() time.Time
 }
 
 func (c *Config) defaults() {

@@ -58,8 +58,14 @@ type Config struct {
 	// waiting for the database). While it is, rounds wait, at most
 	// BusyDeferMax in a row [10s]: a crowd's claims get the database first,
 	// and its emails follow a moment later. nil: never busy.
-	Busy                    func() bool
-	BusyDeferMax            time.Duration
+	Busy         func() bool
+	BusyDeferMax time.Duration
+	// IdlePollMax: while rounds find nothing due, polls slow down,
+	// doubling up to this [10s] (on the test bed a poll reads the whole
+	// collection). Wake brings an idle dispatcher back at once: this
+	// process wrote redemptions (nil: never).
+	IdlePollMax             time.Duration
+	Wake                    <-chan struct{}
 	BaseBackoff, MaxBackoff time.Duration // exponential, with full jitter [30s, 1h]
 	Now                     func() time.Time
 }
@@ -77,6 +83,7 @@ func (c *Config) defaults() {
 	d(&c.BaseBackoff, 30*time.Second)
 	d(&c.MaxBackoff, time.Hour)
 	d(&c.BusyDeferMax, 10*time.Second)
+	d(&c.IdlePollMax, 10*time.Second)
 	if c.SendTimeout >= c.Lease {
 		c.SendTimeout = c.Lease / 2
 	}
@@ -165,6 +172,7 @@ func NewDispatcher(store Store, sender Sender, templates *Templates, signer *reg
 // Run delivers until ctx ends.
 func (d *Dispatcher) Run(ctx context.Context) {
 	var deferredSince time.Time
+	idle := d.cfg.PollInterval // the next wait after a round that found nothing
 	for ctx.Err() == nil {
 		if d.cfg.Busy != nil && d.cfg.Busy() {
 			if deferredSince.IsZero() {
@@ -186,9 +194,17 @@ func (d *Dispatcher) Run(ctx context.Context) {
 		if n == d.cfg.Batch {
 			continue // more is due: no pause
 		}
+		wait := d.cfg.PollInterval
+		if n == 0 && err == nil {
+			wait, idle = idle, min(2*idle, d.cfg.IdlePollMax)
+		} else {
+			idle = d.cfg.PollInterval
+		}
 		select {
 		case <-ctx.Done():
-		case <-time.After(d.cfg.PollInterval):
+		case <-time.After(wait):
+		case <-d.cfg.Wake:
+			idle = d.cfg.PollInterval
 		}
 	}
 }

@@ -367,3 +367,38 @@ func TestMailWaitsForACrowd(t *testing.T) {
 	})
 	waitCounts(t, lasting, "lasting", invite.MailCounts{Sent: 5})
 }
+
+// TestIdleDispatcherSlowsDownAndWakes: with nothing due, polls slow down
+// (IdlePollMax); this process's new redemptions wake the dispatcher at once,
+// and anyone else's are still found within IdlePollMax.
+func TestIdleDispatcherSlowsDownAndWakes(t *testing.T) {
+	st := mongoServer.Store(t, invite.Invitation{Code: "woken", MaxUses: 5, State: invite.StateActive})
+	srv := startSMTP(t)
+	wake := make(chan struct{}, 1)
+	dispatch(t, st, srv, "a", func(c *vmail.Config) { c.IdlePollMax = time.Hour; c.Wake = wake })
+	// Waits of 50, 100, 200, 400, 800 ms, then 1.6 s from about 1.6 s on.
+	time.Sleep(2400 * time.Millisecond)
+	ann := invite.Redemption{Code: "woken", Slot: 0, Nonce: "n-ann", Lang: "en", RedeemedAt: time.Now(),
+		Email: invite.Email{Canonical: "ann@example.com", Raw: "ann@example.com"}}
+	if r := st.Claim(context.Background(), []invite.Redemption{ann}); r[0].Status != invite.ClaimInserted {
+		t.Fatalf("setup: %+v", r[0])
+	}
+	time.Sleep(300 * time.Millisecond)
+	if c, _ := st.MailCounts(context.Background(), "woken"); c.Sent != 0 {
+		t.Fatalf("an idle dispatcher polled 2.7 s in: %+v; want its polls slowed down", c)
+	}
+	wake <- struct{}{}
+	waitCounts(t, st, "woken", invite.MailCounts{Sent: 1})
+
+	// Written by another process, while a dispatcher that is never woken
+	// idles: found at one of its slowed polls.
+	other := mongoServer.Store(t, invite.Invitation{Code: "elsewhere", MaxUses: 5, State: invite.StateActive})
+	dispatch(t, other, srv, "b", func(c *vmail.Config) { c.IdlePollMax = 200 * time.Millisecond })
+	time.Sleep(600 * time.Millisecond)
+	bob := ann
+	bob.Code, bob.Nonce, bob.Email = "elsewhere", "n-bob", invite.Email{Canonical: "bob@example.com", Raw: "bob@example.com"}
+	if r := other.Claim(context.Background(), []invite.Redemption{bob}); r[0].Status != invite.ClaimInserted {
+		t.Fatalf("setup: %+v", r[0])
+	}
+	waitCounts(t, other, "elsewhere", invite.MailCounts{Sent: 1})
+}
