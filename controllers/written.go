@@ -30,27 +30,27 @@ func newWritten(resync time.Duration) *written {
 
 // unchanged reports whether v was written to key recently and is the same.
 func (w *written) unchanged(key string, v any, now time.Time) bool {
-	sum, ok := digest(v)
-	if !ok {
-		return false
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	e, found := w.last[key]
-	return found && e.sum == sum && now.Sub(e.at) < w.resync
+	e, ok := w.lastIfSame(key, v)
+	return ok && now.Sub(e.at) < w.resync
 }
 
 // same reports whether v is what was last written to key, however long
 // ago.
 func (w *written) same(key string, v any) bool {
+	_, ok := w.lastIfSame(key, v)
+	return ok
+}
+
+// lastIfSame returns the last write to key when it wrote v.
+func (w *written) lastIfSame(key string, v any) (writtenEntry, bool) {
 	sum, ok := digest(v)
 	if !ok {
-		return false
+		return writtenEntry{}, false
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	e, found := w.last[key]
-	return found && e.sum == sum
+	return e, found && e.sum == sum
 }
 
 // fresh reports whether something was written to key within resync and no

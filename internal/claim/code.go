@@ -531,12 +531,7 @@ func (s *Service) claim(ctx context.Context, claims []invite.Redemption, checkHi
 		return s.store.Claim(ctx, claims)
 	}
 	results := s.store.HintedHolders(ctx, claims)
-	var rest []int
-	for i, r := range results {
-		if r.Status == 0 {
-			rest = append(rest, i)
-		}
-	}
+	rest := invite.Unanswered(results)
 	if len(rest) == 0 {
 		return results
 	}

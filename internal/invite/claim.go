@@ -59,6 +59,18 @@ type ClaimResult struct {
 	Err    error      // for ClaimFailed
 }
 
+// Unanswered returns the indexes of results left zero: claims a partial
+// answer (a look-up in hints) did not decide, which go on to the next step.
+func Unanswered(results []ClaimResult) []int {
+	var rest []int
+	for i, r := range results {
+		if r.Status == 0 {
+			rest = append(rest, i)
+		}
+	}
+	return rest
+}
+
 // Settle turns a storage answer into the answer for the person who claimed
 // slot of code. done is false when the request must try another slot.
 func Settle(code string, email Email, r ClaimResult) (out Outcome, done bool, err error) {

@@ -157,12 +157,7 @@ func slotConflict(c invite.Redemption, d redemptionDoc) invite.ClaimResult {
 // scan after another.
 func (s *Store) ExplainEmails(ctx context.Context, claims []invite.Redemption) []invite.ClaimResult {
 	results := s.HintedHolders(ctx, claims)
-	var rest []int
-	for i, r := range results {
-		if r.Status == 0 {
-			rest = append(rest, i)
-		}
-	}
+	rest := invite.Unanswered(results)
 	if len(rest) == 0 {
 		return results
 	}
