@@ -26,6 +26,9 @@ var errUsage = errors.New("usage")
 type config struct {
 	listen          string
 	metricsAddr     string
+	peerListen      string
+	peerAdvertise   string
+	peerHeartbeat   time.Duration
 	mongoURI        string
 	mongoDatabase   string
 	drainDelay      time.Duration
@@ -47,6 +50,10 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.listen, "listen", ":8080", "address to serve HTTP on (env LISTEN_ADDR)")
 	fs.StringVar(&c.metricsAddr, "metrics-addr", ":9090", "address to serve GET /metrics on, apart from the players' port; empty or 0: no metrics (METRICS_ADDR=0: an empty variable counts as unset)")
+	fs.StringVar(&c.peerListen, "peer-listen", "", "address of the peer port, where the fleet's other replicas hand over the claims this replica writes "+
+		"(one writer per code: docs/architecture.md); empty: this replica writes every claim it gets and hands none over")
+	fs.StringVar(&c.peerAdvertise, "peer-advertise", "", "host:port the other replicas reach the peer port at; empty: the --peer-listen address when it names a host, else POD_IP with its port")
+	fs.DurationVar(&c.peerHeartbeat, "peer-heartbeat", 2*time.Second, "how often this replica announces itself in MongoDB and reads the fleet's other replicas; one silent for 5 heartbeats is left out")
 	fs.StringVar(&c.mongoURI, "mongodb-uri", "", "MongoDB connection string (required)")
 	fs.StringVar(&c.mongoDatabase, "mongodb-database", "velvetrope", "MongoDB database")
 	fs.DurationVar(&c.drainDelay, "drain-delay", 5*time.Second, "after SIGTERM, keep serving this long with /readyz failing, so load balancers stop routing here")
@@ -148,7 +155,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		return c, fmt.Errorf("%w: --max-body-bytes must be at least 64", errUsage)
 	case c.timeouts.readHeader <= 0 || c.timeouts.read <= 0 || c.timeouts.write <= 0 || c.timeouts.idle <= 0,
 		c.drainDelay < 0 || c.shutdownTimeout <= 0 || c.claim.PollInterval <= 0 || c.claim.FullPoll <= 0 || c.claim.UsageInterval <= 0 ||
-			c.claim.WriteTimeout <= 0 || c.claim.AdmissionWait < 0 || c.http.RateInterval <= 0:
+			c.claim.WriteTimeout <= 0 || c.claim.AdmissionWait < 0 || c.http.RateInterval <= 0 || c.peerHeartbeat <= 0:
 		return c, fmt.Errorf("%w: durations must be positive", errUsage)
 	case c.claim.RedeemTimeout < c.claim.WriteTimeout || c.claim.RedeemTimeout >= c.timeouts.write:
 		// Past the HTTP write timeout the answer could not be written: the

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"io"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -71,6 +72,24 @@ func TestParseConfig(t *testing.T) {
 		_, err := parseConfig(tt.args, tt.env, io.Discard)
 		if !errors.Is(err, errUsage) || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("parseConfig(%q) = %v, want usage error containing %q", tt.args, err, tt.want)
+		}
+	}
+}
+
+func TestPeersDialTheAdvertisedAddress(t *testing.T) {
+	tcp := func(s string) net.Addr { a, _ := net.ResolveTCPAddr("tcp", s); return a }
+	for _, c := range []struct {
+		flag, listen, podIP, want string
+	}{
+		{"peer.example:9000", "0.0.0.0:8081", "10.0.0.7", "peer.example:9000"}, // the flag wins
+		{"", "127.0.0.1:43123", "", "127.0.0.1:43123"},                         // a named host: the listener itself
+		{"", "[::]:8081", "10.0.0.7", "10.0.0.7:8081"},                         // every interface: the pod's IP
+		{"", "0.0.0.0:8081", "fd00::7", "[fd00::7]:8081"},
+		{"", "0.0.0.0:8081", "", ""}, // nowhere to be reached: an error
+	} {
+		got, err := advertised(c.flag, tcp(c.listen), c.podIP)
+		if got != c.want || (err != nil) != (c.want == "") {
+			t.Errorf("advertised(%q, %s, %q) = %q, %v; want %q", c.flag, c.listen, c.podIP, got, err, c.want)
 		}
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/velvetrope/velvetrope/internal/claim"
 	"github.com/velvetrope/velvetrope/internal/mail"
 	"github.com/velvetrope/velvetrope/internal/mongostore"
+	"github.com/velvetrope/velvetrope/internal/peers"
 	"github.com/velvetrope/velvetrope/internal/redeemer"
 	"github.com/velvetrope/velvetrope/pkg/regtoken"
 )
@@ -66,6 +67,25 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	}
 	cfg.mail.dispatcher.Wake = wake
+	var (
+		peerLn  net.Listener
+		members *peers.Members
+	)
+	if cfg.peerListen != "" {
+		if peerLn, err = net.Listen("tcp", cfg.peerListen); err != nil {
+			return fmt.Errorf("peer port: %w", err)
+		}
+		defer peerLn.Close()
+		addr, err := advertised(cfg.peerAdvertise, peerLn.Addr(), getenv("POD_IP"))
+		if err != nil {
+			return err
+		}
+		members, err = peers.New(store, redeemer.NewPeerClient(), peers.Config{Campaign: cfg.claim.Campaign, Addr: addr, Heartbeat: cfg.peerHeartbeat}, reg, log.WithName("peers"))
+		if err != nil {
+			return err
+		}
+		cfg.claim.Writers = members
+	}
 	svc := claim.New(instrumented, cfg.claim, log.WithName("claim"))
 	srv, err := redeemer.NewServer(cfg.http, svc, reg, log.WithName("http"))
 	if err != nil {
@@ -111,6 +131,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		defer metricsSrv.Close()
 		listening = append(listening, "metricsAddr", metricsLn.Addr().String())
 	}
+	peerErr := make(chan error, 1)
+	if peerLn != nil {
+		// Served until the players' server has shut down: claims handed
+		// over during the drain are still answered.
+		peerSrv := newHTTPServer(redeemer.NewPeerHandler(cfg.http, svc, log.WithName("peer")), cfg.timeouts, zl)
+		redeemer.ConfigurePeerServer(peerSrv)
+		go func() { peerErr <- peerSrv.Serve(peerLn) }()
+		defer peerSrv.Close()
+		listening = append(listening, "peerAddr", peerLn.Addr().String(), "peerAdvertise", members.Addr(), "replica", members.ID())
+	}
 	log.Info("Listening", listening...)
 
 	// The view loads in the background: the process serves /healthz at once
@@ -126,6 +156,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			// and another dispatcher sends that email again.
 			polling.Go(func() { dispatcher.Run(pollCtx) })
 		}
+		if members != nil {
+			polling.Go(func() { members.Run(pollCtx, svc.Ready) })
+		}
 		svc.Run(pollCtx)
 	})
 	defer func() { stopPolling(); polling.Wait() }()
@@ -137,12 +170,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	case err := <-metricsErr:
 		return fmt.Errorf("metrics: %w", err)
+	case err := <-peerErr:
+		return fmt.Errorf("peer port: %w", err)
 	case <-ctx.Done():
 	}
 	stop() // a second signal ends the process at once
 
 	log.Info("Shutting down: draining", "drainDelay", cfg.drainDelay)
 	srv.Drain()
+	if members != nil {
+		// Peers stop handing claims here within a heartbeat.
+		wctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		members.Withdraw(wctx)
+		cancel()
+	}
 	select {
 	case <-time.After(cfg.drainDelay):
 	case err := <-serveErr:
@@ -272,4 +313,24 @@ func newDispatcher(c mailConfig, store *mongostore.Store, reg prometheus.Registe
 	c.dispatcher.ID = fmt.Sprintf("%s-%d", host, os.Getpid())
 	d, err := mail.NewDispatcher(store, sender, mail.DefaultTemplates(), signer, c.dispatcher, reg, log)
 	return d, "", err
+}
+
+// advertised is the address peers reach the peer port at: flag, else the
+// listener's own address when it names a host (loopback in tests and
+// benchmarks), else the pod's IP (the downward API's POD_IP) with the port.
+func advertised(flag string, ln net.Addr, podIP string) (string, error) {
+	if flag != "" {
+		return flag, nil
+	}
+	host, port, err := net.SplitHostPort(ln.String())
+	if err != nil {
+		return "", err
+	}
+	if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
+		return ln.String(), nil
+	}
+	if podIP == "" {
+		return "", fmt.Errorf("%w: --peer-listen on every interface needs --peer-advertise or POD_IP, the address peers dial", errUsage)
+	}
+	return net.JoinHostPort(podIP, port), nil
 }

@@ -42,6 +42,8 @@ type code struct {
 
 	queue    list.List // of *request, oldest first: a request leaves in O(1) when its client does
 	inflight int
+	sent     int                 // batches sent so far: a tally read while one was in flight may count it or not
+	unjudged int                 // tally reads in a row not compared because of writes in flight (refreshTallies)
 	byEmail  map[string]*request // requests in flight, so one person is never in two batches
 	leasing  bool                // a lease request (Store.Lease) is in flight
 	holding  bool                // a timer pumps again when the oldest request has waited twinHold
@@ -239,6 +241,7 @@ func (s *Service) pumpLocked(c *code) {
 			return
 		}
 		c.inflight++
+		c.sent++
 		s.batches.Add(1) // under c.mu, before Stop's barrier: see Service.Stop
 		go s.send(c, c.inv.Code, batch, s.cfg.Now().Sub(c.lastEmailConflict) < checkHintsFor)
 	}
@@ -577,21 +580,32 @@ func (s *Service) startReloadLocked(c *code) {
 		return
 	}
 
+	// The code's writer may tell what its slots hold, unless this reload
+	// is to forget a revocation, which the writer may not have seen yet.
+	fromWriter := s.cfg.Writers != nil && c.stale == c.staleFrom && !c.suspect
 	c.loading, c.sinceLoad, c.loadFrom, c.staleFrom = true, c.sinceLoad[:0], c.signals, c.stale
-	go s.reload(c)
+	go s.reload(c, fromWriter)
 }
 
 // reload rebuilds the view from the code's slots in storage, then re-applies
 // what happened while it read: slots seen occupied since, and the
 // reservations of batches still in flight. Rebuilding (not merging) is what
 // lets a deleted redemption free its slot and its holder.
-func (s *Service) reload(c *code) {
+func (s *Service) reload(c *code, fromWriter bool) {
 	c.mu.Lock()
 	name := c.inv.Code
 	c.mu.Unlock()
 
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.WriteTimeout)
-	occ, err := s.store.Occupants(ctx, name)
+	var occ []invite.Occupant
+	var err error
+	told := false
+	if fromWriter {
+		occ, told = s.cfg.Writers.Occupants(ctx, name)
+	}
+	if !told {
+		occ, err = s.store.Occupants(ctx, name)
+	}
 	cancel()
 
 	c.mu.Lock()

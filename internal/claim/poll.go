@@ -102,8 +102,41 @@ func (s *Service) pollInvitations(ctx context.Context) error {
 // tally differs from its view's is reloaded at once: another replica took
 // slots, or staff revoked someone (a deleted document changes the tally even
 // when another redemption replaced it), or the operator closed or reopened
-// slots. So every replica forgets a revoked holder within UsageInterval.
+// slots. So every replica forgets a revoked holder within UsageInterval of
+// the last write of its own to that code.
+//
+// A code this replica was writing while the tally was read is not judged
+// when the difference could be those writes alone (no fewer documents, no
+// other closed slots): the tally may count some of them and the view none
+// yet, and calling the view suspect for that would have the same person
+// asking again mid-crowd written again instead of answered from memory. A
+// tally with fewer documents than the view is a deletion whatever the
+// writes, and is judged at once. A deferred code is judged at the next read
+// after its writes, and at the fourth in a row whatever they are: a code
+// kept busy by requests that each need a write (people who hold another
+// code's slot) still forgets a revoked holder whose place someone else took
+// meanwhile, within four usage intervals.
+const maxUnjudgedTallies = 3
+
+// couldBeOwnWritesLocked reports whether the difference between the
+// storage tally and the view's could come from redemptions the view does
+// not know yet: no fewer documents, the same closed slots.
+func (c *code) couldBeOwnWritesLocked() bool {
+	if c.view == nil {
+		return true
+	}
+	v := invite.Tally(c.view.tally)
+	return c.tally.Docs() >= v.Docs() && c.tally.Closed() == v.Closed()
+}
+
 func (s *Service) refreshTallies(ctx context.Context) {
+	type writes struct{ inflight, sent int }
+	before := map[*code]writes{}
+	for _, c := range s.allCodes() {
+		c.mu.Lock()
+		before[c] = writes{c.inflight, c.sent}
+		c.mu.Unlock()
+	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.WriteTimeout)
 	tallies, err := s.store.Tallies(ctx)
 	cancel()
@@ -121,7 +154,15 @@ func (s *Service) refreshTallies(ctx context.Context) {
 	for _, c := range s.allCodes() {
 		c.mu.Lock()
 		c.tally, c.tallied = tallies[c.inv.Code], true
-		if c.view != nil && int64(c.tally) != c.view.tally {
+		w, known := before[c]
+		writing := !known || w.inflight > 0 || w.sent != c.sent
+		judged := !writing || !c.couldBeOwnWritesLocked() || c.unjudged >= maxUnjudgedTallies
+		if judged {
+			c.unjudged = 0
+		} else {
+			c.unjudged++
+		}
+		if judged && c.view != nil && int64(c.tally) != c.view.tally {
 			c.staleLocked()
 			s.reloadStaleLocked(c)
 		}

@@ -70,7 +70,23 @@ type Config struct {
 	// redemptions: the mail dispatcher in the same process looks for their
 	// emails at once instead of at its next, slowed, idle poll.
 	OnRedeemed func()
-	Now        func() time.Time
+	// Writers, when set, hands a claim this replica would write to the
+	// replica that writes its code's claims (internal/peers), so that a
+	// code's crowd is written by one replica however many serve it. Nil:
+	// this replica writes every claim it gets.
+	Writers Writers
+	Now     func() time.Time
+}
+
+// Writers chooses which replica writes a code's claims.
+type Writers interface {
+	// Forward hands the claim to its writer and returns the answer;
+	// handled is false when this replica is to write it.
+	Forward(ctx context.Context, code string, email invite.Email, lang string) (out invite.Outcome, err error, handled bool)
+	// Occupants is what the writer of code knows every slot holds
+	// (OccupantsHere); ok is false when another replica is not the writer
+	// or does not know.
+	Occupants(ctx context.Context, code string) (occ []invite.Occupant, ok bool)
 }
 
 func (c *Config) defaults() {
@@ -122,10 +138,11 @@ type Service struct {
 	version  string
 	fullLoad time.Time
 
-	loaded  atomic.Bool
-	closing atomic.Bool
-	health  atomic.Pointer[error] // last storage failure; nil when healthy
-	batches sync.WaitGroup
+	loaded     atomic.Bool
+	closing    atomic.Bool
+	handedOver atomic.Int64          // requests handed to their code's writer, not answered yet
+	health     atomic.Pointer[error] // last storage failure; nil when healthy
+	batches    sync.WaitGroup
 
 	rngMu sync.Mutex
 	rng   *mrand.Rand
@@ -241,7 +258,20 @@ func (s *Service) Status(codeName string) (invite.PublicStatus, error) {
 // first: someone who holds a slot of the code hears AlreadyRedeemed whatever
 // the code's state. A redemption has one deadline, RedeemTimeout, for all its
 // attempts; past it the outcome is unknown (503) and a retry tells.
+//
+// What memory cannot answer is written here or, with Config.Writers, by the
+// replica that writes the code's claims.
 func (s *Service) Redeem(ctx context.Context, codeName string, email invite.Email, lang string) (invite.Outcome, error) {
+	return s.redeem(ctx, codeName, email, lang, s.cfg.Writers)
+}
+
+// RedeemHere is Redeem written by this replica, whoever the writer: for
+// claims another replica handed over, which are never handed on.
+func (s *Service) RedeemHere(ctx context.Context, codeName string, email invite.Email, lang string) (invite.Outcome, error) {
+	return s.redeem(ctx, codeName, email, lang, nil)
+}
+
+func (s *Service) redeem(ctx context.Context, codeName string, email invite.Email, lang string, writers Writers) (invite.Outcome, error) {
 	switch {
 	case s.closing.Load():
 		return 0, errClosing
@@ -258,12 +288,31 @@ func (s *Service) Redeem(ctx context.Context, codeName string, email invite.Emai
 	if ok {
 		return out, err
 	}
+
+	// One deadline for the redemption, wherever it is written.
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.RedeemTimeout)
+	defer cancel()
+	if writers != nil {
+		s.handedOver.Add(1)
+		out, err, handled := writers.Forward(ctx, codeName, email, lang)
+		s.handedOver.Add(-1)
+		if handled {
+			if errors.Is(err, invite.ErrExhausted) {
+				// The writer filled the code: read it, so that this
+				// replica answers the rest of the crowd from memory
+				// instead of handing every request over.
+				c.mu.Lock()
+				if !c.complete || !c.view.full(c.inv.MaxUses) {
+					s.reloadLocked(c)
+				}
+				c.mu.Unlock()
+			}
+			return out, err
+		}
+	}
 	if err := s.healthErr(); err != nil {
 		return 0, err
 	}
-
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.RedeemTimeout)
-	defer cancel()
 	if err := s.admit(ctx); err != nil {
 		return 0, err
 	}
@@ -295,6 +344,26 @@ func (s *Service) Redeem(ctx context.Context, codeName string, email invite.Emai
 		return 0, errDeadline
 	}
 	return 0, ctx.Err()
+}
+
+// OccupantsHere is what this replica knows every slot of codeName holds,
+// when it knows for certain (ok): its view holds every document of the code
+// and no revocation is suspected. The code's writer answers it to the other
+// replicas of the fleet, which read it instead of storage to answer a full
+// code's crowd from memory: the writer's view changes in memory, while
+// storage is busiest with that very crowd. It is as true as the writer's
+// own answers from memory.
+func (s *Service) OccupantsHere(codeName string) ([]invite.Occupant, bool) {
+	c := s.lookup(codeName)
+	if c == nil {
+		return nil, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.view == nil || !c.complete || c.suspect || c.loading {
+		return nil, false
+	}
+	return c.view.occupants(), true
 }
 
 // leaveLocked takes r out when its client has left. Queued or following
@@ -343,9 +412,10 @@ func (s *Service) admit(ctx context.Context) error {
 
 func (s *Service) release() { <-s.pending }
 
-// Busy reports whether requests are waiting for storage: a crowd is being
-// answered, and work that can wait (mail) should.
-func (s *Service) Busy() bool { return len(s.pending) > 0 }
+// Busy reports whether requests are waiting for storage, here or at the
+// writer they were handed to: a crowd is being answered, and work that can
+// wait (mail) should.
+func (s *Service) Busy() bool { return len(s.pending) > 0 || s.handedOver.Load() > 0 }
 
 // Wait blocks until every batch in flight has its answer from storage, so a
 // shutting-down replica does not abandon writes halfway.

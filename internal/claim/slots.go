@@ -97,6 +97,21 @@ func (v *slotView) occupy(slot int, st slotState, t int64) bool {
 	return true
 }
 
+// occupants lists the documents the view knows of, as Store.Occupants
+// would: the taken and closed slots.
+func (v *slotView) occupants() []invite.Occupant {
+	occ := make([]invite.Occupant, 0, v.taken)
+	for slot, st := range v.slots {
+		switch st {
+		case taken:
+			occ = append(occ, invite.Occupant{Slot: slot, Email: v.owners[slot], Tally: v.tallies[slot]})
+		case closed:
+			occ = append(occ, invite.Occupant{Slot: slot, Closed: true, Tally: v.tallies[slot]})
+		}
+	}
+	return occ
+}
+
 // full reports whether no slot below limit is free or reserved.
 func (v *slotView) full(limit int) bool {
 	if v.fullAt == limit {

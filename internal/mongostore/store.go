@@ -36,6 +36,10 @@ const (
 	// (Store.RecordHolders): a hint for ExplainEmails, checked against the
 	// slot before it is believed.
 	HoldersCollection = "holders"
+	// ReplicasCollection lists the live redeemers of each campaign and
+	// where their peers reach them (Store.Announce): which replica writes a
+	// person's claims is chosen among them.
+	ReplicasCollection = "replicas"
 	// MetaCollection holds one document per kind of change that replicas
 	// poll for, so an idle poll reads one small document.
 	MetaCollection = "meta"
@@ -48,6 +52,7 @@ type Store struct {
 	mailClaims  *mongo.Collection
 	slotLeases  *mongo.Collection
 	holders     *mongo.Collection
+	replicas    *mongo.Collection
 	meta        *mongo.Collection
 	now         func() time.Time
 }
@@ -65,6 +70,7 @@ func New(db *mongo.Database) *Store {
 		mailClaims:  db.Collection(MailClaimsCollection, majority),
 		slotLeases:  db.Collection(SlotLeasesCollection, wc),
 		holders:     db.Collection(HoldersCollection, wc),
+		replicas:    db.Collection(ReplicasCollection),
 		meta:        db.Collection(MetaCollection, majority),
 		now:         time.Now,
 	}
