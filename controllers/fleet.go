@@ -58,8 +58,8 @@ type FleetConfig struct {
 	// default); their token is never mounted, they do not call the API.
 	ServiceAccountName string
 	ImagePullSecrets   []string
-	// NetworkPolicy adds a policy per fleet admitting only player traffic
-	// and metrics scrapes.
+	// NetworkPolicy adds a policy per fleet admitting only player traffic,
+	// metrics scrapes and the fleet's own replicas on the peer port.
 	NetworkPolicy bool
 }
 
@@ -75,6 +75,7 @@ const (
 	redeemerName                = "velvetrope-redeemer"
 	httpPort                    = 8080
 	metricsPort                 = 9090
+	peerPort                    = 8081 // replica to replica (one writer per code): no Service port
 	servicePort                 = 80
 	// fleetOwners is how many of a campaign's Invitations own its fleet
 	// objects: Kubernetes' garbage collector removes the fleet once all of
@@ -199,7 +200,8 @@ func desiredDeployment(cfg FleetConfig, c campaign, mailVersion string) *appsv1a
 		WithImagePullPolicy(cfg.ImagePullPolicy).
 		WithPorts(
 			corev1ac.ContainerPort().WithName("http").WithContainerPort(httpPort).WithProtocol(corev1.ProtocolTCP),
-			corev1ac.ContainerPort().WithName("metrics").WithContainerPort(metricsPort).WithProtocol(corev1.ProtocolTCP)).
+			corev1ac.ContainerPort().WithName("metrics").WithContainerPort(metricsPort).WithProtocol(corev1.ProtocolTCP),
+			corev1ac.ContainerPort().WithName("peer").WithContainerPort(peerPort).WithProtocol(corev1.ProtocolTCP)).
 		WithEnv(
 			corev1ac.EnvVar().WithName("MONGODB_URI").WithValueFrom(corev1ac.EnvVarSource().
 				WithSecretKeyRef(corev1ac.SecretKeySelector().WithName(cfg.MongoSecretName).WithKey(cfg.MongoSecretKey))),
@@ -210,6 +212,11 @@ func desiredDeployment(cfg FleetConfig, c campaign, mailVersion string) *appsv1a
 			corev1ac.EnvVar().WithName("DRAIN_DELAY").WithValue(cfg.DrainDelay.String()),
 			corev1ac.EnvVar().WithName("SHUTDOWN_TIMEOUT").WithValue(cfg.ShutdownTimeout.String()),
 			corev1ac.EnvVar().WithName("METRICS_ADDR").WithValue(":"+strconv.Itoa(metricsPort)),
+			// The peer listener binds every interface; the other replicas
+			// dial POD_IP with its port.
+			corev1ac.EnvVar().WithName("POD_IP").WithValueFrom(corev1ac.EnvVarSource().
+				WithFieldRef(corev1ac.ObjectFieldSelector().WithFieldPath("status.podIP"))),
+			corev1ac.EnvVar().WithName("PEER_LISTEN").WithValue(":"+strconv.Itoa(peerPort)),
 			// No MAIL_DIR: without a mail server, emails wait in MongoDB
 			// (MailDelivered says so) instead of going to files that die
 			// with the pod.
@@ -315,8 +322,8 @@ func desiredPDB(c campaign) *policyv1ac.PodDisruptionBudgetApplyConfiguration {
 			WithSelector(metav1ac.LabelSelector().WithMatchLabels(selectorLabels(c.Name))))
 }
 
-// desiredNetworkPolicy admits players on the http port and scrapes on the
-// metrics port, and nothing else.
+// desiredNetworkPolicy admits players on the http port, scrapes on the
+// metrics port, and the fleet's own replicas on the peer port, nothing else.
 func desiredNetworkPolicy(c campaign) *networkingv1ac.NetworkPolicyApplyConfiguration {
 	port := func(name string) *networkingv1ac.NetworkPolicyPortApplyConfiguration {
 		return networkingv1ac.NetworkPolicyPort().WithProtocol(corev1.ProtocolTCP).WithPort(intstr.FromString(name))
@@ -327,5 +334,12 @@ func desiredNetworkPolicy(c campaign) *networkingv1ac.NetworkPolicyApplyConfigur
 		WithSpec(networkingv1ac.NetworkPolicySpec().
 			WithPodSelector(metav1ac.LabelSelector().WithMatchLabels(selectorLabels(c.Name))).
 			WithPolicyTypes(networkingv1.PolicyTypeIngress).
-			WithIngress(networkingv1ac.NetworkPolicyIngressRule().WithPorts(port("http"), port("metrics"))))
+			WithIngress(
+				networkingv1ac.NetworkPolicyIngressRule().WithPorts(port("http"), port("metrics")),
+				// A podSelector without a namespaceSelector means this
+				// namespace: another campaign's fleet, or anyone else, never
+				// hands claims to this one.
+				networkingv1ac.NetworkPolicyIngressRule().WithPorts(port("peer")).
+					WithFrom(networkingv1ac.NetworkPolicyPeer().
+						WithPodSelector(metav1ac.LabelSelector().WithMatchLabels(selectorLabels(c.Name))))))
 }

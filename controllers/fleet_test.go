@@ -1,12 +1,18 @@
 package controllers
 
 import (
+	"fmt"
+	"maps"
 	"strings"
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	networkingv1ac "k8s.io/client-go/applyconfigurations/networking/v1"
 
 	v1alpha1 "github.com/velvetrope/velvetrope/api/v1alpha1"
 )
@@ -140,8 +146,21 @@ func TestDesiredFleet(t *testing.T) {
 	if len(pod.Volumes) != 0 || *pod.AutomountServiceAccountToken || pod.ServiceAccountName != nil || len(pod.ImagePullSecrets) != 0 {
 		t.Error("no volumes, no API token, the namespace's ServiceAccount unless configured")
 	}
-	if ports := c0.Ports; len(ports) != 2 || *ports[1].Name != "metrics" || *ports[1].ContainerPort != metricsPort {
+	if ports := c0.Ports; len(ports) != 3 || *ports[1].Name != "metrics" || *ports[1].ContainerPort != metricsPort {
 		t.Error("metrics on their own port")
+	}
+	if ports := c0.Ports; len(ports) != 3 || *ports[2].Name != "peer" || *ports[2].ContainerPort != 8081 || *ports[2].Protocol != corev1.ProtocolTCP {
+		t.Error("the peer port: peer, TCP 8081")
+	}
+	env := map[string]*corev1ac.EnvVarApplyConfiguration{}
+	for i := range c0.Env {
+		env[*c0.Env[i].Name] = &c0.Env[i]
+	}
+	if e := env["PEER_LISTEN"]; e == nil || e.Value == nil || *e.Value != ":8081" {
+		t.Error("PEER_LISTEN=:8081: every replica listens for its peers")
+	}
+	if e := env["POD_IP"]; e == nil || e.Value != nil || e.ValueFrom == nil || e.ValueFrom.FieldRef == nil || *e.ValueFrom.FieldRef.FieldPath != "status.podIP" {
+		t.Error("POD_IP from the downward API (status.podIP): the address the other replicas dial")
 	}
 	for _, tsc := range pod.TopologySpreadConstraints {
 		if len(tsc.MatchLabelKeys) != 1 || tsc.MatchLabelKeys[0] != "pod-template-hash" {
@@ -182,7 +201,68 @@ func TestDesiredFleet(t *testing.T) {
 	if trusted != "10.42.0.0/16" {
 		t.Errorf("TRUSTED_PROXIES %q: the fleet believes the configured proxies", trusted)
 	}
-	if s := desiredService(c); s.Spec.Selector[LabelCampaign] != "twitter" || *s.Spec.Ports[0].Port != 80 {
-		t.Error("Service")
+	if s := desiredService(c); s.Spec.Selector[LabelCampaign] != "twitter" || len(s.Spec.Ports) != 1 || *s.Spec.Ports[0].Port != 80 ||
+		s.Spec.Ports[0].TargetPort.String() != "http" {
+		t.Error("Service: http only, the peer port is pod to pod")
 	}
+}
+
+func TestDesiredNetworkPolicy(t *testing.T) {
+	c := campaign{Namespace: "beta", Name: "twitter"}
+	n := desiredNetworkPolicy(c)
+	if len(n.Spec.PolicyTypes) != 1 || n.Spec.PolicyTypes[0] != networkingv1.PolicyTypeIngress {
+		t.Errorf("policy types %v, want Ingress", n.Spec.PolicyTypes)
+	}
+	ports := func(r networkingv1ac.NetworkPolicyIngressRuleApplyConfiguration) string {
+		var names []string
+		for _, p := range r.Ports {
+			if *p.Protocol != corev1.ProtocolTCP {
+				t.Errorf("port %s: TCP", p.Port.String())
+			}
+			names = append(names, p.Port.String())
+		}
+		return strings.Join(names, ",")
+	}
+	rules := n.Spec.Ingress
+	if len(rules) != 2 {
+		t.Fatalf("%d ingress rules, want 2: players and scrapes, the fleet's own replicas", len(rules))
+	}
+	if got := ports(rules[0]); got != "http,metrics" || len(rules[0].From) != 0 {
+		t.Errorf("first rule: ports %s from %d peers, want http,metrics from anywhere", got, len(rules[0].From))
+	}
+	if got := ports(rules[1]); got != "peer" {
+		t.Errorf("second rule: ports %s, want peer", got)
+	}
+	if from := rules[1].From; len(from) != 1 || from[0].PodSelector == nil || from[0].NamespaceSelector != nil || from[0].IPBlock != nil ||
+		!maps.Equal(from[0].PodSelector.MatchLabels, selectorLabels("twitter")) || len(from[0].PodSelector.MatchExpressions) != 0 {
+		t.Fatalf("peer port from %d peers (%s), want only the same fleet's pods in its namespace", len(from), describePeers(from))
+	}
+	// The rule must admit the pods the Deployment makes.
+	tmpl := desiredDeployment(testFleet, c, "").Spec.Template.Labels
+	for k, v := range rules[1].From[0].PodSelector.MatchLabels {
+		if tmpl[k] != v {
+			t.Errorf("the peer rule selects %s=%s, which the fleet's pods lack", k, v)
+		}
+	}
+	if other := desiredNetworkPolicy(campaign{Namespace: "beta", Name: "other"}); other.Spec.Ingress[1].From[0].PodSelector.MatchLabels[LabelCampaign] != "other" {
+		t.Error("each fleet admits only its own replicas on the peer port")
+	}
+}
+
+func describePeers(peers []networkingv1ac.NetworkPolicyPeerApplyConfiguration) string {
+	var parts []string
+	for _, p := range peers {
+		var d []string
+		if p.PodSelector != nil {
+			d = append(d, fmt.Sprintf("pods %v", p.PodSelector.MatchLabels))
+		}
+		if p.NamespaceSelector != nil {
+			d = append(d, fmt.Sprintf("namespaces %v", p.NamespaceSelector.MatchLabels))
+		}
+		if p.IPBlock != nil {
+			d = append(d, "ipBlock "+*p.IPBlock.CIDR)
+		}
+		parts = append(parts, strings.Join(d, " in "))
+	}
+	return strings.Join(parts, "; ")
 }

@@ -106,7 +106,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 			return nil
 		})
 	})
-	fs.BoolVar(&c.fleet.NetworkPolicy, "fleet-network-policy", true, "give each fleet a NetworkPolicy admitting only players (port http) and scrapes (port metrics)")
+	fs.BoolVar(&c.fleet.NetworkPolicy, "fleet-network-policy", true, "give each fleet a NetworkPolicy admitting only players (port http), scrapes (port metrics) and the fleet's own replicas (port peer)")
 	fs.Func("route-gateways", "comma-separated Gateways (namespace/name or namespace/name/listener) each Invitation's HTTPRoute attaches to; empty: no HTTPRoutes", func(s string) error {
 		c.routes.Gateways = nil
 		return eachName(s, func(ref string) error {
