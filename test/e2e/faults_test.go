@@ -28,31 +28,43 @@ func audit(t *testing.T, e *env, codes []string, res loadgen.Result) {
 	t.Logf("%s", res.Summary())
 }
 
-// TestRedeemerKilledMidStorm: two replicas share a storm; one is killed with
-// SIGKILL once 200 slots are taken. Clients that got no answer retry on the
-// survivor. The audit must be clean: nobody acknowledged is lost, no slot is
-// given twice, and a retry of a request that had landed hears 200, not a
+// TestRedeemerKilledMidStorm: two replicas share a storm; the one that
+// writes the code (the other hands it its claims) is killed with SIGKILL
+// once 200 slots are taken. Claims handed to it get no answer, and the
+// survivor writes them itself; clients that got no answer retry on the
+// survivor. The audit must be clean: nobody acknowledged is lost, no slot
+// is given twice, and a retry of a request that had landed hears 200, not a
 // second slot.
 func TestRedeemerKilledMidStorm(t *testing.T) {
 	e := newEnv(t, active("storm", 1000))
-	a, b := e.redeemer(), e.redeemer()
-	var aDead atomic.Bool
+	ps := e.fleet(2)
+	var dead atomic.Int32 // 1 + the index of the killed replica; 0 while both live
 	route := func(i int) string {
-		if i%2 == 0 && !aDead.Load() {
-			return "http://" + a.Addr
+		if d := int(dead.Load()) - 1; d >= 0 {
+			return "http://" + ps[1-d].Addr
 		}
-		return "http://" + b.Addr
+		return "http://" + ps[i%2].Addr
 	}
+	handed := make(chan float64, 1)
 	go func() {
 		e.waitUsed("storm", 200)
-		a.Cmd.Process.Signal(syscall.SIGKILL)
-		aDead.Store(true)
+		// The writer is the replica that hands nothing over.
+		w := 0
+		if metric(ps[0], `velvetrope_peer_forwards_total{result="answered"}`) > 0 {
+			w = 1
+		}
+		handed <- metric(ps[1-w], `velvetrope_peer_forwards_total{result="answered"}`)
+		ps[w].Cmd.Process.Signal(syscall.SIGKILL)
+		dead.Store(int32(w + 1))
 	}()
 	res := loadgen.Run(context.Background(), loadgen.Config{
 		Route: route, Codes: []string{"storm"}, Requests: 3000, Concurrency: 64, Email: mix.Email, Retries: 5,
 	})
-	if !aDead.Load() {
-		t.Fatal("replica A was never killed")
+	if dead.Load() == 0 {
+		t.Fatal("the writer was never killed")
+	}
+	if n := <-handed; n == 0 {
+		t.Error("the survivor handed no claim to the writer before it was killed")
 	}
 	if res.Statuses[0] != 0 {
 		t.Errorf("%d requests never got an answer despite retries", res.Statuses[0])
@@ -61,6 +73,8 @@ func TestRedeemerKilledMidStorm(t *testing.T) {
 	if used, _ := e.store.Used(context.Background(), "storm"); used != 1000 {
 		t.Errorf("%d redemptions stored, want the code exhausted at 1000", used)
 	}
+	survivor := ps[1-(int(dead.Load())-1)]
+	t.Logf("the survivor's claims that the dead writer did not answer: %v", metric(survivor, `velvetrope_peer_forwards_total{result="unanswered"}`))
 }
 
 // TestMongoDBOutageMidStorm stops the database for a few seconds during a

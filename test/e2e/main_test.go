@@ -82,6 +82,7 @@ func (e *env) redeemer(extra ...string) *testbed.Process {
 	e.t.Helper()
 	args := append([]string{"--listen", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--mongodb-uri", e.mongo.URI, "--mongodb-database", e.db,
 		"--rate-limit", "0", "--poll-interval", "200ms", "--usage-interval", "500ms", "--drain-delay", "1s",
+		"--peer-listen", "127.0.0.1:0", "--peer-heartbeat", "200ms",
 		"--mail-dir", e.t.TempDir()}, extra...)
 	p, err := testbed.StartProcess(redeemerBin, args)
 	if err != nil {
