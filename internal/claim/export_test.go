@@ -29,3 +29,15 @@ func (s *Service) Queued(code string) int {
 
 // Pending is how many admission places are taken.
 func (s *Service) Pending() int { return len(s.pending) }
+
+// Suspect reports whether code's view may hold a revoked holder (and so
+// answers no holder from memory).
+func (s *Service) Suspect(code string) bool {
+	c := s.lookup(code)
+	if c == nil {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.suspect
+}

@@ -98,6 +98,17 @@ func (s *Service) pollInvitations(ctx context.Context) error {
 	return nil
 }
 
+const maxUnjudgedTallies = 3
+
+// couldBeOwnWrites reports whether the storage tally could be the view's
+// as the read began plus writes of this replica that were in flight
+// meanwhile: no fewer documents, the same closed slots. (Compared with the
+// view as it is now, it could not tell: writes answered during the read are
+// in the view and perhaps not in what the read saw.)
+func couldBeOwnWrites(view, storage invite.Tally) bool {
+	return storage.Docs() >= view.Docs() && storage.Closed() == view.Closed()
+}
+
 // refreshTallies reads every code's tally in one query. A loaded code whose
 // tally differs from its view's is reloaded at once: another replica took
 // slots, or staff revoked someone (a deleted document changes the tally even
@@ -106,35 +117,30 @@ func (s *Service) pollInvitations(ctx context.Context) error {
 // the last write of its own to that code.
 //
 // A code this replica was writing while the tally was read is not judged
-// when the difference could be those writes alone (no fewer documents, no
-// other closed slots): the tally may count some of them and the view none
-// yet, and calling the view suspect for that would have the same person
-// asking again mid-crowd written again instead of answered from memory. A
-// tally with fewer documents than the view is a deletion whatever the
-// writes, and is judged at once. A deferred code is judged at the next read
+// when the difference could be those writes alone (no fewer documents than
+// the view had as the read began, no other closed slots): the tally may
+// count some of them and the view none yet, or the reverse, and calling the
+// view suspect for that would have the same person asking again mid-crowd
+// written again instead of answered from memory. A tally with fewer
+// documents than the view had is a deletion whatever the writes, and is
+// judged at once. A deferred code is judged at the next read
 // after its writes, and at the fourth in a row whatever they are: a code
 // kept busy by requests that each need a write (people who hold another
 // code's slot) still forgets a revoked holder whose place someone else took
 // meanwhile, within four usage intervals.
-const maxUnjudgedTallies = 3
-
-// couldBeOwnWritesLocked reports whether the difference between the
-// storage tally and the view's could come from redemptions the view does
-// not know yet: no fewer documents, the same closed slots.
-func (c *code) couldBeOwnWritesLocked() bool {
-	if c.view == nil {
-		return true
-	}
-	v := invite.Tally(c.view.tally)
-	return c.tally.Docs() >= v.Docs() && c.tally.Closed() == v.Closed()
-}
-
 func (s *Service) refreshTallies(ctx context.Context) {
-	type writes struct{ inflight, sent int }
+	type writes struct {
+		inflight, sent int
+		view           invite.Tally // the view's tally as the read began
+	}
 	before := map[*code]writes{}
 	for _, c := range s.allCodes() {
 		c.mu.Lock()
-		before[c] = writes{c.inflight, c.sent}
+		w := writes{inflight: c.inflight, sent: c.sent}
+		if c.view != nil {
+			w.view = invite.Tally(c.view.tally)
+		}
+		before[c] = w
 		c.mu.Unlock()
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.WriteTimeout)
@@ -156,7 +162,7 @@ func (s *Service) refreshTallies(ctx context.Context) {
 		c.tally, c.tallied = tallies[c.inv.Code], true
 		w, known := before[c]
 		writing := !known || w.inflight > 0 || w.sent != c.sent
-		judged := !writing || !c.couldBeOwnWritesLocked() || c.unjudged >= maxUnjudgedTallies
+		judged := !writing || !couldBeOwnWrites(w.view, c.tally) || c.unjudged >= maxUnjudgedTallies
 		if judged {
 			c.unjudged = 0
 		} else {

@@ -109,3 +109,67 @@ func TestAReloadToForgetARevocationReadsStorage(t *testing.T) {
 		t.Fatal("the writer forgot the revoked person: this test no longer tells where the other replica read")
 	}
 }
+
+// heldTallies reads the tallies at once but, when armed, answers only when
+// released: the read sees storage as it was, its answer arrives after what
+// happened meanwhile.
+type heldTallies struct {
+	claim.Store
+	calls   atomic.Int64
+	reloads atomic.Int64
+	armed   atomic.Bool
+	reading chan struct{}
+	release chan struct{}
+}
+
+func (h *heldTallies) Occupants(ctx context.Context, code string) ([]invite.Occupant, error) {
+	h.reloads.Add(1)
+	return h.Store.Occupants(ctx, code)
+}
+
+func (h *heldTallies) Tallies(ctx context.Context) (map[string]invite.Tally, error) {
+	h.calls.Add(1)
+	t, err := h.Store.Tallies(ctx)
+	if h.armed.CompareAndSwap(true, false) {
+		h.reading <- struct{}{}
+		<-h.release
+	}
+	return t, err
+}
+
+// TestATallyReadDuringOwnWritesLeavesTheViewTrusted: a tally read that
+// began before this replica's writes and answers after them shows fewer
+// documents than the view now has. That is not a deletion, and the view
+// keeps answering its holders from memory, so a crowd's second requests are
+// not written again. (A deletion during writes is still seen at once:
+// TestBusyCodeNeverAnswersARevokedHolderFromMemory.)
+func TestATallyReadDuringOwnWritesLeavesTheViewTrusted(t *testing.T) {
+	st := newStore(t, active("c", 50))
+	held := &heldTallies{Store: st, reading: make(chan struct{}), release: make(chan struct{})}
+	a := start(t, held, fast)
+	expect(t, a, "c", "first@example.com", invite.Redeemed, nil) // the view is loaded
+	eventually(t, func() error { // and judged equal to storage
+		if a.Suspect("c") || !a.KnowsHolder("c", "first@example.com") {
+			return errors.New("the view is not settled yet")
+		}
+		return nil
+	})
+	held.armed.Store(true)
+	<-held.reading // this read saw storage before the writes below
+	for i := range 10 {
+		expect(t, a, "c", fmt.Sprintf("p%d@example.com", i), invite.Redeemed, nil)
+	}
+	n, reloads := held.calls.Load(), held.reloads.Load()
+	close(held.release)
+	eventually(t, func() error { // the next read began: the held one was judged
+		if held.calls.Load() <= n {
+			return errors.New("no tally read since")
+		}
+		return nil
+	})
+	if a.Suspect("c") || held.reloads.Load() != reloads {
+		t.Fatalf("the replica's own writes during a tally read made its view suspect (suspect %v, reloaded %d times)",
+			a.Suspect("c"), held.reloads.Load()-reloads)
+	}
+	expect(t, a, "c", "p3@example.com", invite.AlreadyRedeemed, nil)
+}
