@@ -148,7 +148,8 @@ func TestATallyReadDuringOwnWritesLeavesTheViewTrusted(t *testing.T) {
 	held := &heldTallies{Store: st, reading: make(chan struct{}), release: make(chan struct{})}
 	a := start(t, held, fast)
 	expect(t, a, "c", "first@example.com", invite.Redeemed, nil) // the view is loaded
-	eventually(t, func() error {                                 // and judged equal to storage
+	// ...and judged equal to storage.
+	eventually(t, func() error {
 		if a.Suspect("c") || !a.KnowsHolder("c", "first@example.com") {
 			return errors.New("the view is not settled yet")
 		}
