@@ -68,19 +68,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	cfg.mail.dispatcher.Wake = wake
 	var (
-		peerLn  net.Listener
-		members *peers.Members
+		peerLn    net.Listener
+		peerToken string // the fleet's replicas share the MongoDB URI, hence this
+		members   *peers.Members
 	)
 	if cfg.peerListen != "" {
 		if peerLn, err = net.Listen("tcp", cfg.peerListen); err != nil {
 			return fmt.Errorf("peer port: %w", err)
 		}
 		defer peerLn.Close()
+		peerToken = redeemer.PeerToken([]byte(cfg.mongoURI))
 		addr, err := advertised(cfg.peerAdvertise, peerLn.Addr(), getenv("POD_IP"))
 		if err != nil {
 			return err
 		}
-		members, err = peers.New(store, redeemer.NewPeerClient(), peers.Config{Campaign: cfg.claim.Campaign, Addr: addr, Heartbeat: cfg.peerHeartbeat}, reg, log.WithName("peers"))
+		members, err = peers.New(store, redeemer.NewPeerClient(peerToken), peers.Config{Campaign: cfg.claim.Campaign, Addr: addr, Heartbeat: cfg.peerHeartbeat}, reg, log.WithName("peers"))
 		if err != nil {
 			return err
 		}
@@ -135,7 +137,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if peerLn != nil {
 		// Served until the players' server has shut down: claims handed
 		// over during the drain are still answered.
-		peerSrv := newHTTPServer(redeemer.NewPeerHandler(cfg.http, svc, log.WithName("peer")), cfg.timeouts, zl)
+		peerSrv := newHTTPServer(redeemer.NewPeerHandler(cfg.http, svc, peerToken, log.WithName("peer")), cfg.timeouts, zl)
 		redeemer.ConfigurePeerServer(peerSrv)
 		go func() { peerErr <- peerSrv.Serve(peerLn) }()
 		defer peerSrv.Close()

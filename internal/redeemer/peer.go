@@ -3,6 +3,10 @@ package redeemer
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -60,10 +64,22 @@ type Local interface {
 	OccupantsHere(code string) ([]invite.Occupant, bool)
 }
 
-// NewPeerHandler serves the peer port. A claim is answered with 200 and a
-// peerAnswer whatever its fate; anything else is a 4xx, which the sender
-// takes as "no answer" and writes the claim itself.
-func NewPeerHandler(cfg Config, r Local, log logr.Logger) http.Handler {
+// PeerToken is what replicas of a fleet show each other on the peer port:
+// an HMAC of a secret every replica of the fleet already holds (cmd/redeemer
+// uses the MongoDB connection string, which opens far more than this port
+// does), so that whoever reaches a pod's IP without it can neither write
+// claims past the players' rate limit nor read a code's holders.
+func PeerToken(secret []byte) string {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte("velvetrope peer port v1"))
+	return "Bearer " + hex.EncodeToString(m.Sum(nil))
+}
+
+// NewPeerHandler serves the peer port to requests that carry token
+// (PeerToken). A claim is answered with 200 and a peerAnswer whatever its
+// fate; anything else is a 4xx, which the sender takes as "no answer" and
+// writes the claim itself.
+func NewPeerHandler(cfg Config, r Local, token string, log logr.Logger) http.Handler {
 	folding := invite.DefaultFolding
 	if cfg.Folding != nil {
 		folding = *cfg.Folding
@@ -103,7 +119,14 @@ func NewPeerHandler(cfg Config, r Local, log logr.Logger) http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(a)
 	})
-	return mux
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if subtle.ConstantTimeCompare([]byte(req.Header.Get("Authorization")), []byte(token)) != 1 {
+			log.V(1).Info("Refused a peer request without the fleet's token", "remote", req.RemoteAddr)
+			http.Error(w, "not a replica of this fleet", http.StatusUnauthorized)
+			return
+		}
+		mux.ServeHTTP(w, req)
+	})
 }
 
 // ConfigurePeerServer makes s speak what PeerClient speaks: unencrypted
@@ -120,12 +143,14 @@ func ConfigurePeerServer(s *http.Server) {
 // HTTP/2: one connection per peer carries a crowd's claims.
 type PeerClient struct {
 	client *http.Client
+	token  string
 }
 
-// NewPeerClient returns a client that gives up dialing a peer after a
-// second and notices a dead connection within a few seconds, so a vanished
-// replica costs its peers a short wait, then a write of their own.
-func NewPeerClient() *PeerClient {
+// NewPeerClient returns a client that shows token (PeerToken), gives up
+// dialing a peer after a second and notices a dead connection within a few
+// seconds, so a vanished replica costs its peers a short wait, then a write
+// of their own.
+func NewPeerClient(token string) *PeerClient {
 	t := &http.Transport{
 		DialContext:         (&net.Dialer{Timeout: time.Second, KeepAlive: 15 * time.Second}).DialContext,
 		MaxIdleConnsPerHost: 16,
@@ -134,7 +159,7 @@ func NewPeerClient() *PeerClient {
 		HTTP2:               &http.HTTP2Config{SendPingTimeout: 2 * time.Second, PingTimeout: 2 * time.Second},
 	}
 	t.Protocols.SetUnencryptedHTTP2(true)
-	return &PeerClient{client: &http.Client{Transport: t}}
+	return &PeerClient{client: &http.Client{Transport: t}, token: token}
 }
 
 // Redeem hands the claim to the replica at addr (peers.Client). answered is
@@ -176,6 +201,7 @@ func (p *PeerClient) post(ctx context.Context, url string, q, a any, limit int64
 		return false
 	}
 	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", p.token)
 	resp, err := p.client.Do(req)
 	if err != nil {
 		return false

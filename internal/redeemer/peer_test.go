@@ -7,12 +7,15 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/go-logr/logr"
 
 	"github.com/velvetrope/velvetrope/internal/invite"
 )
+
+var testToken = PeerToken([]byte("mongodb://fleet"))
 
 // peerLocal answers every claim with what its fields say.
 type peerLocal struct {
@@ -50,8 +53,8 @@ func servePeer(t *testing.T, h http.Handler) string {
 // from the replica they asked what the writer would have told them.
 func TestAHandedOverClaimIsAnsweredAsTheWriterAnswered(t *testing.T) {
 	local := &peerLocal{}
-	addr := servePeer(t, NewPeerHandler(Config{}, local, logr.Discard()))
-	client := NewPeerClient()
+	addr := servePeer(t, NewPeerHandler(Config{}, local, testToken, logr.Discard()))
+	client := NewPeerClient(testToken)
 	email, _ := invite.ParseEmail("Player.One+beta@GMail.com", invite.DefaultFolding)
 	ctx := context.Background()
 
@@ -99,7 +102,7 @@ func TestAHandedOverClaimIsAnsweredAsTheWriterAnswered(t *testing.T) {
 // TestNoAnswerMeansTheSenderWritesItself: a replica gone, or one that does
 // not serve the peer route (an older version mid-rollout), is no answer.
 func TestNoAnswerMeansTheSenderWritesItself(t *testing.T) {
-	client := NewPeerClient()
+	client := NewPeerClient(testToken)
 	email, _ := invite.ParseEmail("a@example.com", invite.DefaultFolding)
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	gone := ln.Addr().String()
@@ -118,8 +121,8 @@ func TestNoAnswerMeansTheSenderWritesItself(t *testing.T) {
 
 func TestTheWriterTellsOccupantsOnlyWhenItKnows(t *testing.T) {
 	local := &peerLocal{occ: []invite.Occupant{{Slot: 3, Email: "a@example.com", Tally: 42}, {Slot: 7, Closed: true, Tally: 9}}}
-	addr := servePeer(t, NewPeerHandler(Config{}, local, logr.Discard()))
-	client := NewPeerClient()
+	addr := servePeer(t, NewPeerHandler(Config{}, local, testToken, logr.Discard()))
+	client := NewPeerClient(testToken)
 	if _, known := client.Occupants(context.Background(), addr, "c"); known {
 		t.Error("occupants the writer does not know for certain were told")
 	}
@@ -127,5 +130,28 @@ func TestTheWriterTellsOccupantsOnlyWhenItKnows(t *testing.T) {
 	occ, known := client.Occupants(context.Background(), addr, "c")
 	if !known || !slices.Equal(occ, local.occ) {
 		t.Errorf("Occupants = %v, %v; want %v", occ, known, local.occ)
+	}
+}
+
+// TestThePeerPortServesOnlyTheFleet: without the fleet's token (another
+// fleet, anything else that reaches a pod's IP) nothing is written and no
+// holder is told; the sender hears no answer.
+func TestThePeerPortServesOnlyTheFleet(t *testing.T) {
+	local := &peerLocal{out: invite.Redeemed, occ: []invite.Occupant{{Slot: 1, Email: "a@example.com"}}, known: true}
+	addr := servePeer(t, NewPeerHandler(Config{}, local, testToken, logr.Discard()))
+	email, _ := invite.ParseEmail("a@example.com", invite.DefaultFolding)
+	stranger := NewPeerClient(PeerToken([]byte("mongodb://another-fleet")))
+	if _, _, answered := stranger.Redeem(context.Background(), addr, "c", email, ""); answered || len(local.got) != 0 {
+		t.Errorf("a claim without the fleet's token was answered %v, written %d times", answered, len(local.got))
+	}
+	if _, known := stranger.Occupants(context.Background(), addr, "c"); known {
+		t.Error("a code's holders were told to a request without the fleet's token")
+	}
+	resp, err := http.Post("http://"+addr+PeerClaimsPath, "application/json", strings.NewReader(`{"code":"c","email":"a@example.com","timeoutMs":1000}`))
+	if err != nil || resp.StatusCode != http.StatusUnauthorized || len(local.got) != 0 {
+		t.Errorf("a bare request: %v, %v; written %d times", resp, err, len(local.got))
+	}
+	if _, _, answered := NewPeerClient(testToken).Redeem(context.Background(), addr, "c", email, ""); !answered || len(local.got) != 1 {
+		t.Error("the fleet's own token was refused")
 	}
 }
