@@ -95,7 +95,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	defer srv.Close()
 
-	cfg.mail.dispatcher.Busy = svc.Busy // a crowd's claims before its mail
+	// A crowd's claims, and then its answers from memory, before its mail.
+	cfg.mail.dispatcher.Busy = func() bool { return svc.Busy() || srv.Busy() }
 	dispatcher, warning, err := newDispatcher(cfg.mail, store, reg, log.WithName("mail"))
 	if err != nil {
 		return err

@@ -119,6 +119,7 @@ func (s *Server) instrument(route string, h http.Handler) http.Handler {
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		h.ServeHTTP(rec, r)
 		s.metrics.inflight.Dec()
+		s.served.Add(1)
 		took := time.Since(start).Seconds()
 		duration.Observe(took)
 		if rec.status == http.StatusCreated && route == "redeem" {

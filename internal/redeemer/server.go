@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"path"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -50,6 +51,29 @@ type Server struct {
 	pages    *pageCache
 	mux      *http.ServeMux
 	draining atomic.Bool
+
+	served atomic.Int64 // requests answered on the players' port
+	rateMu sync.Mutex   // Busy's last look at served
+	rateAt time.Time
+	rateN  int64
+}
+
+// crowdRate is the request rate, per second at one replica, from which
+// players' requests are a crowd (Busy): a quarter of what docs/operations.md
+// budgets per pod, and far above a trickle of players.
+const crowdRate = 500
+
+// Busy reports whether players' requests arrived at crowd rates since the
+// previous call: work that can wait (mail) should, even while every answer
+// comes from memory (a full code's crowd), so that the crowd has the CPU.
+func (s *Server) Busy() bool {
+	s.rateMu.Lock()
+	defer s.rateMu.Unlock()
+	now, n := time.Now(), s.served.Load()
+	elapsed := now.Sub(s.rateAt).Seconds()
+	busy := !s.rateAt.IsZero() && elapsed > 0 && float64(n-s.rateN)/elapsed >= crowdRate
+	s.rateAt, s.rateN = now, n
+	return busy
 }
 
 // NewServer returns the redeemer's handler. reg receives the HTTP metrics;
