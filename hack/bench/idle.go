@@ -46,7 +46,7 @@ func runIdle(codes int, window time.Duration, out string) error {
 	if err := store.PutInvitation(ctx, invite.Invitation{Code: "last", MaxUses: 1, State: invite.StateActive, Campaign: "idle", Owner: "bench/last"}); err != nil {
 		return err
 	}
-	p, err := testbed.StartProcess(bin, []string{"--listen", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--mongodb-uri", mongo.URI, "--mongodb-database", dbName,
+	p, err := testbed.StartProcess(bin, []string{"--listen", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--peer-listen", "127.0.0.1:0", "--mongodb-uri", mongo.URI, "--mongodb-database", dbName,
 		"--drain-delay", "0s", "--mail-dir", filepath.Join(tmp, "mail")})
 	if err != nil {
 		return err
@@ -108,8 +108,11 @@ func rssMB(pid int) float64 {
 // storeOps counts the storage operations a redeemer made, by operation.
 func storeOps(metricsAddr string) map[string]float64 {
 	out := map[string]float64{}
-	for name, v := range scrapeMetrics(metricsAddr, "velvetrope_store_operation_duration_seconds_count") {
+	for name, v := range testbed.Scrape(metricsAddr, "velvetrope_store_operation_duration_seconds_count") {
 		out[strings.TrimSuffix(strings.TrimPrefix(name, `velvetrope_store_operation_duration_seconds_count{op="`), `"}`)] = v
 	}
+	// Each heartbeat is two operations: an announcement and a read of the
+	// campaign's replicas.
+	out["peer_heartbeat"] = 2 * testbed.Scrape(metricsAddr, "velvetrope_peer_heartbeat_duration_seconds_count")["velvetrope_peer_heartbeat_duration_seconds_count"]
 	return out
 }

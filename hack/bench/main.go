@@ -10,14 +10,12 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"time"
 
@@ -111,27 +109,40 @@ func run(requests, clients, slots int, out string, extra []string) error {
 	}
 
 	var replicas []*testbed.Process
-	for range 2 {
-		args := append([]string{"--listen", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--mongodb-uri", mongo.URI,
-			"--mongodb-database", dbName, "--rate-limit", "0", "--drain-delay", "0s", "--log-level", "info",
+	var targets []string
+	// A replica joins the fleet: it serves, and its peers (if any) see it.
+	join := func() error {
+		args := append([]string{"--listen", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--peer-listen", "127.0.0.1:0",
+			"--mongodb-uri", mongo.URI, "--mongodb-database", dbName, "--rate-limit", "0", "--drain-delay", "0s", "--log-level", "info",
 			"--mail-dir", filepath.Join(tmp, "mail")}, extra...)
 		p, err := testbed.StartProcess(bin, args)
 		if err != nil {
 			return err
 		}
-		defer p.Kill()
 		if err := waitReady("http://" + p.Addr); err != nil {
+			p.Kill()
 			return fmt.Errorf("%w\n%s", err, p.Logs())
 		}
 		replicas = append(replicas, p)
+		targets = append(targets, "http://"+p.Addr)
+		return waitPeers(replicas)
 	}
-	targets := []string{"http://" + replicas[0].Addr, "http://" + replicas[1].Addr}
+	defer func() {
+		for _, p := range replicas {
+			p.Kill()
+		}
+	}()
 
 	// The same crowd on a fresh code, through one replica, then through
-	// both (round robin: a person's spelling variant lands on the other).
+	// two (round robin: a person's spelling variant lands on the other).
+	// The second replica joins after the first crowd, so that the first
+	// is one replica's, with nobody to hand claims to.
 	var crowds []crowdRun
 	var storeStats string
 	for n, code := range []string{"flash1", "flash2"} {
+		if err := join(); err != nil {
+			return err
+		}
 		before := storeMetrics(replicas)
 		fmt.Fprintf(os.Stderr, "Flash crowd: %d requests from %d clients on a code with %d slots, %d replica(s)…\n", requests, clients, slots, n+1)
 		res := loadgen.Run(ctx, loadgen.Config{Targets: targets[:n+1], Codes: []string{code}, Requests: requests, Concurrency: clients, Email: crowdOf(code)})
@@ -261,6 +272,32 @@ func cpuModel() string {
 	return "unknown CPU"
 }
 
+// waitPeers waits until every replica sees all of them as peers, so that a
+// crowd starts on a settled fleet; replicas run without a peer port
+// (-redeemer-flags=--peer-listen=) report no peers and are not waited for.
+func waitPeers(replicas []*testbed.Process) error {
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		settled := true
+		for _, p := range replicas {
+			seen := testbed.Scrape(p.MetricsAddr, "velvetrope_peer_replicas")
+			if len(seen) == 0 {
+				return nil
+			}
+			if seen["velvetrope_peer_replicas"] != float64(len(replicas)) && len(replicas) > 1 {
+				settled = false
+			}
+		}
+		if settled {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the %d replicas did not see each other within 20s", len(replicas))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 func waitReady(base string) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
@@ -319,8 +356,10 @@ func waitForMail(ctx context.Context, store *mongostore.Store, code string, limi
 func storeMetrics(replicas []*testbed.Process) map[string]float64 {
 	sums := map[string]float64{}
 	for _, p := range replicas {
-		for name, v := range scrapeMetrics(p.MetricsAddr, "velvetrope_store_") {
-			sums[name] += v
+		for _, prefix := range []string{"velvetrope_store_", "velvetrope_peer_forwards_total"} {
+			for name, v := range testbed.Scrape(p.MetricsAddr, prefix) {
+				sums[name] += v
+			}
 		}
 	}
 	return sums
@@ -348,26 +387,9 @@ func storeStatsSince(phase string, before, after map[string]float64) string {
 			results = append(results, fmt.Sprintf(" %s %.0f", r, n))
 		}
 	}
-	return "- MongoDB operations during the crowd on " + phase + ": " + b.String() + strings.Join(results, ",") + ".\n"
-}
-
-// scrapeMetrics reads GET /metrics on a redeemer's metrics listener
-// (--metrics-addr, not the players' port): every sample whose name starts
-// with prefix, by its name with labels.
-func scrapeMetrics(metricsAddr, prefix string) map[string]float64 {
-	out := map[string]float64{}
-	resp, err := http.Get("http://" + metricsAddr + "/metrics")
-	if err != nil {
-		return out
+	forwards := ""
+	if n := d(`velvetrope_peer_forwards_total{result="answered"}`); n > 0 {
+		forwards = fmt.Sprintf(" Claims handed to their writer: %.0f, unanswered %.0f.", n, d(`velvetrope_peer_forwards_total{result="unanswered"}`))
 	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, prefix) {
-			f := strings.Fields(line)
-			v, _ := strconv.ParseFloat(f[len(f)-1], 64)
-			out[f[0]] = v
-		}
-	}
-	return out
+	return "- MongoDB operations during the crowd on " + phase + ": " + b.String() + strings.Join(results, ",") + "." + forwards + "\n"
 }
