@@ -127,7 +127,7 @@ func run(requests, clients, slots int, out string, extra []string) error {
 		}
 		replicas = append(replicas, p)
 		targets = append(targets, "http://"+p.Addr)
-		return waitPeers(replicas)
+		return testbed.WaitForPeers(replicas, 20*time.Second)
 	}
 	defer func() {
 		for _, p := range replicas {
@@ -297,32 +297,6 @@ func cpuModel() string {
 		}
 	}
 	return "unknown CPU"
-}
-
-// waitPeers waits until every replica sees all of them as peers, so that a
-// crowd starts on a settled fleet; replicas run without a peer port
-// (-redeemer-flags=--peer-listen=) report no peers and are not waited for.
-func waitPeers(replicas []*testbed.Process) error {
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		settled := true
-		for _, p := range replicas {
-			seen := testbed.Scrape(p.MetricsAddr, "velvetrope_peer_replicas")
-			if len(seen) == 0 {
-				return nil
-			}
-			if seen["velvetrope_peer_replicas"] != float64(len(replicas)) && len(replicas) > 1 {
-				settled = false
-			}
-		}
-		if settled {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("the %d replicas did not see each other within 20s", len(replicas))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 func waitReady(base string) error {

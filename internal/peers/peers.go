@@ -20,6 +20,7 @@ import (
 	"hash/fnv"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -180,15 +181,7 @@ func (m *Members) set(found map[string]string) {
 		}
 		list = append(list, r)
 	}
-	slices.SortFunc(list, func(a, b *member) int {
-		if a.id < b.id {
-			return -1
-		}
-		if a.id > b.id {
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(list, func(a, b *member) int { return strings.Compare(a.id, b.id) })
 	m.live.Store(&list)
 	m.metrics.replicas.Set(float64(len(list)))
 }

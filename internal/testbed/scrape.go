@@ -1,10 +1,12 @@
 package testbed
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Scrape reads GET /metrics on a process's metrics listener (the
@@ -26,4 +28,31 @@ func Scrape(metricsAddr, prefix string) map[string]float64 {
 		}
 	}
 	return out
+}
+
+// WaitForPeers waits until every process reports all of them as live peers
+// (velvetrope_peer_replicas), so that a crowd starts on a fleet that agrees
+// on each code's writer. Processes without a peer port report no such
+// metric and are not waited for.
+func WaitForPeers(ps []*Process, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		settled := true
+		for _, p := range ps {
+			seen := Scrape(p.MetricsAddr, "velvetrope_peer_replicas")
+			if len(seen) == 0 {
+				return nil
+			}
+			if seen["velvetrope_peer_replicas"] != float64(len(ps)) {
+				settled = false
+			}
+		}
+		if settled {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the %d replicas did not see each other within %v", len(ps), timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

@@ -17,22 +17,10 @@ func (e *env) fleet(n int) []*testbed.Process {
 	for range n {
 		ps = append(ps, e.redeemer())
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		settled := true
-		for _, p := range ps {
-			if metric(p, "velvetrope_peer_replicas") != float64(n) {
-				settled = false
-			}
-		}
-		if settled {
-			return ps
-		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("the %d replicas did not see each other within 20s", n)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if err := testbed.WaitForPeers(ps, 20*time.Second); err != nil {
+		e.t.Fatal(err)
 	}
+	return ps
 }
 
 // metric is the sum of p's samples whose name, labels included, starts
