@@ -177,3 +177,38 @@ func sameMailbox(raw, canonical string) bool {
 	uni, err := lookup.ToUnicode(cdomain)
 	return local == clocal && (domain == cdomain || err == nil && domain == uni)
 }
+
+// FuzzPlainDomain holds canonicalDomain's shortcut to the IDNA lookup it
+// skips: whenever plainDomain takes a domain, ToASCII accepts it and returns
+// the same. The seeds are every string of up to 5 characters from an
+// alphabet of the cases that matter (case, digits, hyphens, dots, "xn--",
+// a non-ASCII letter), and longer ones.
+func FuzzPlainDomain(f *testing.F) {
+	alphabet := []string{"a", "Z", "0", "-", ".", "x", "n", "ß"}
+	level := []string{""}
+	for range 5 {
+		var next []string
+		for _, s := range level {
+			for _, c := range alphabet {
+				next = append(next, s+c)
+			}
+		}
+		for _, s := range next {
+			f.Add(s)
+		}
+		level = next
+	}
+	for _, s := range []string{"Example.COM", "gone.example.com", "xn--e1afmkfd.xn--p1ai", "ab--cd.com", "a.b.", ".a.b", "a..b",
+		"-a.b", "a-.b", "a-b-c.d-e", strings.Repeat("a", 64) + ".com", "a_b.com", "a b.com", "a@b.com"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, domain string) {
+		plain, ok := plainDomain(domain)
+		if !ok {
+			return
+		}
+		if ascii, err := lookup.ToASCII(domain); err != nil || ascii != plain {
+			t.Fatalf("plainDomain(%q) = %q, but ToASCII gives %q, %v", domain, plain, ascii, err)
+		}
+	})
+}

@@ -69,6 +69,15 @@ var internalProblem = problemKind{nil, http.StatusInternalServerError, "internal
 // generic 500 row (found false). Every classification of an error uses it.
 func kindOf(err error) (problemKind, bool) {
 	for _, k := range problemTable {
+		// Most errors arrive as they were declared (an exhausted code's
+		// crowd gets invite.ErrExhausted by the thousand): the identity
+		// spares errors.Is's reflection. The table's errors are pointers,
+		// so the comparison cannot panic.
+		if err == k.err {
+			return k, true
+		}
+	}
+	for _, k := range problemTable {
 		if errors.Is(err, k.err) {
 			return k, true
 		}
@@ -123,12 +132,26 @@ var plainBodies = func() map[string][]byte {
 	return bodies
 }()
 
+// detailOf is what a 400 tells the client about its request: a malformed
+// body's detail, or why the email is not valid. (It is apart from problem
+// because errors.As's target escapes to the heap, and most problems, such as
+// an exhausted code's 410, have no detail to look for.)
+func detailOf(err error) string {
+	var d detailed
+	if errors.As(err, &d) {
+		return d.detail
+	}
+	if errors.Is(err, invite.ErrInvalidEmail) {
+		return strings.TrimPrefix(err.Error(), invite.ErrInvalidEmail.Error()+": ")
+	}
+	return ""
+}
+
 // problem writes err as application/problem+json. Unknown errors become a
 // generic 500; their text goes to the log only.
 func (s *Server) problem(w http.ResponseWriter, r *http.Request, err error) {
 	kind, found := kindOf(err)
 	var detail string
-	var d detailed
 	switch {
 	case !found:
 		s.log.Error(err, "Request failed", "method", r.Method, "path", r.URL.Path)
@@ -136,10 +159,8 @@ func (s *Server) problem(w http.ResponseWriter, r *http.Request, err error) {
 		if log := s.log.V(1); log.Enabled() { // a crowd can meet 503s by the thousand
 			log.Info("Request refused", "reason", err.Error(), "path", r.URL.Path)
 		}
-	case errors.As(err, &d):
-		detail = d.detail
-	case errors.Is(err, invite.ErrInvalidEmail):
-		detail = strings.TrimPrefix(err.Error(), invite.ErrInvalidEmail.Error()+": ")
+	case kind.status == http.StatusBadRequest:
+		detail = detailOf(err)
 	}
 	body := plainBodies[kind.code]
 	if detail != "" {
