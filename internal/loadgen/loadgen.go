@@ -56,6 +56,10 @@ type Config struct {
 	ForwardedFor func(i int) string
 	// Progress, when set, is called about twice a second.
 	Progress func(Progress)
+	// Client, when set, sends the requests, so that runs in a row can share
+	// its kept-alive connections; by default each run opens its own
+	// (Concurrency connections per target), and closes them at the end.
+	Client *http.Client
 }
 
 // Progress is a live view of a run.
@@ -90,6 +94,15 @@ type Result struct {
 	LastCreated map[string]time.Duration
 }
 
+// NewClient is the client a run uses by default: up to clients connections
+// per target, kept alive, no compression (a crowd's phones would ask for it,
+// but the bench measures the server's work, not gzip's), and timeout per
+// attempt.
+func NewClient(clients int, timeout time.Duration) *http.Client {
+	transport := &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients, DisableCompression: true}
+	return &http.Client{Transport: transport, Timeout: timeout}
+}
+
 // Run fires the crowd and waits for every answer.
 func Run(ctx context.Context, cfg Config) Result {
 	if cfg.Timeout <= 0 {
@@ -102,9 +115,11 @@ func Run(ctx context.Context, cfg Config) Result {
 		targets := cfg.Targets
 		cfg.Route = func(i int) string { return targets[i%len(targets)] }
 	}
-	transport := &http.Transport{MaxIdleConnsPerHost: cfg.Concurrency, MaxConnsPerHost: cfg.Concurrency, DisableCompression: true}
-	defer transport.CloseIdleConnections()
-	client := &http.Client{Transport: transport, Timeout: cfg.Timeout}
+	client := cfg.Client
+	if client == nil {
+		client = NewClient(cfg.Concurrency, cfg.Timeout)
+		defer client.CloseIdleConnections()
+	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -277,6 +292,19 @@ func (r *Result) finish() {
 	}
 	slices.Sort(r.Latencies)
 	slices.Sort(r.Winners)
+}
+
+// Combine makes one result of runs made one after another: all their
+// requests, over the sum of their durations. (Each outcome's Start stays
+// relative to its own run.)
+func Combine(runs ...Result) Result {
+	var all Result
+	for _, r := range runs {
+		all.Outcomes = append(all.Outcomes, r.Outcomes...)
+		all.Duration += r.Duration
+	}
+	all.finish()
+	return all
 }
 
 // RPS is requests per second over the whole run.
