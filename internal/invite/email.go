@@ -132,16 +132,22 @@ func checkLocal(local string) error {
 	return nil
 }
 
+// canonicalDomain is the domain as stored: to ASCII (IDNA), lower-cased,
+// one trailing dot removed, or why it is not valid.
 func canonicalDomain(domain string) (string, error) {
+	if plain, ok := plainDomain(domain); ok {
+		return plain, nil
+	}
+	return idnaDomain(domain)
+}
+
+func idnaDomain(domain string) (string, error) {
 	if strings.HasPrefix(domain, "[") {
 		return "", invalid("address literals are not accepted")
 	}
-	ascii, plain := plainDomain(domain)
-	if !plain {
-		var err error
-		if ascii, err = lookup.ToASCII(domain); err != nil {
-			return "", invalid("the domain is not valid")
-		}
+	ascii, err := lookup.ToASCII(domain)
+	if err != nil {
+		return "", invalid("the domain is not valid")
 	}
 	ascii = strings.ToLower(strings.TrimSuffix(ascii, "."))
 	if !strings.Contains(ascii, ".") {
@@ -176,27 +182,47 @@ func canonicalDomain(domain string) (string, error) {
 	return ascii, nil
 }
 
-// plainDomain is lookup.ToASCII(domain) for the domains nearly every player
-// types: labels of ASCII letters, digits and inner hyphens, none empty, none
-// with hyphens in its 3rd and 4th places (which an "xn--" label, punycode
-// that ToASCII decodes and checks, has). Of those, UTS 46 changes nothing
-// but the case, and no check of the lookup profile refuses one. ok is false
-// for every other domain, which must go through ToASCII; FuzzPlainDomain
-// holds the two equal. The shortcut matters because ToASCII is a third of
-// what a redemption answered from memory costs (an exhausted code's crowd).
-func plainDomain(domain string) (ascii string, ok bool) {
-	for label := range strings.SplitSeq(domain, ".") {
-		if label == "" || label[0] == '-' || label[len(label)-1] == '-' ||
-			len(label) >= 4 && label[2] == '-' && label[3] == '-' {
-			return "", false
-		}
-		for i := 0; i < len(label); i++ {
-			if !isAlnum(label[i]) && label[i] != '-' {
+// plainDomain is what idnaDomain returns for the domains nearly every player
+// types: two labels or more, each of 1 to 63 ASCII letters, digits and inner
+// hyphens, none with hyphens in its 3rd and 4th places (as an "xn--" label
+// has: punycode, which the IDNA lookup decodes and checks), the last not
+// all digits. UTS 46 changes nothing in those but the case, and the lookup
+// refuses none of them. ok is false for every other domain, which must go
+// through idnaDomain; FuzzPlainDomain holds the two equal. The shortcut
+// matters because the lookup was a third of what a redemption answered from
+// memory costs (an exhausted code's crowd).
+func plainDomain(domain string) (lower string, ok bool) {
+	labels, size, digits, upper := 0, 0, true, false
+	for i := 0; i <= len(domain); i++ {
+		if i == len(domain) || domain[i] == '.' {
+			if size == 0 || size > maxLabelLen || domain[i-1] == '-' {
 				return "", false
 			}
+			labels++
+			if i < len(domain) {
+				size, digits = 0, true
+			}
+			continue
 		}
+		switch c := domain[i]; {
+		case '0' <= c && c <= '9':
+		case 'a' <= c && c <= 'z':
+			digits = false
+		case 'A' <= c && c <= 'Z':
+			digits, upper = false, true
+		case c == '-' && size > 0 && !(size == 3 && domain[i-1] == '-'):
+		default:
+			return "", false
+		}
+		size++
 	}
-	return asciiLower(domain), true
+	if labels < 2 || digits {
+		return "", false
+	}
+	if upper {
+		return asciiLower(domain), true
+	}
+	return domain, true
 }
 
 func asciiLower(s string) string {

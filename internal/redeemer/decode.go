@@ -25,7 +25,12 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, dst any) er
 	if err != nil || mt != "application/json" {
 		return errUnsupportedMediaType
 	}
-	body := io.Reader(http.MaxBytesReader(w, r.Body, limit))
+	body := io.Reader(r.Body)
+	if r.ContentLength < 0 || r.ContentLength > min(limit, smallBody) {
+		// net/http stops a body at its declared length, so only a longer
+		// or an undeclared one needs the reader that enforces limit.
+		body = http.MaxBytesReader(w, r.Body, limit)
+	}
 	if p, ok := dst.(plainDecoder); ok {
 		buf := smallBodies.Get().(*[smallBody]byte)
 		defer smallBodies.Put(buf)

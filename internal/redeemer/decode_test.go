@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -39,6 +40,13 @@ func FuzzDecodeRedeem(f *testing.F) {
 				t.Fatalf("%q, limit %d: decodePlain gives %v, %v; encoding/json %v, %v",
 					body, limit, deref(plain.Email), errPlain, deref(general.Email), errGeneral)
 			}
+			// A body sent without its length (chunked) is decided alike.
+			var undeclared redeemRequest
+			if err := decodeUndeclared(body, limit, &undeclared); fmt.Sprint(err) != fmt.Sprint(errPlain) ||
+				deref(undeclared.Email) != deref(plain.Email) {
+				t.Fatalf("%q, limit %d: without its length %v, %v; with it %v, %v",
+					body, limit, deref(undeclared.Email), err, deref(plain.Email), errPlain)
+			}
 		}
 		if err == nil {
 			if req.Email == nil {
@@ -69,6 +77,15 @@ type generalRequest struct {
 
 func decodeBody(body []byte, limit int64, dst any) error {
 	r := httptest.NewRequest(http.MethodPost, "/invitations/x", bytes.NewReader(body))
+	r.Header.Set("Content-Type", "application/json")
+	return decodeJSON(httptest.NewRecorder(), r, limit, dst)
+}
+
+// decodeUndeclared is decodeBody for a body whose length the request does
+// not declare, as with chunked transfer encoding.
+func decodeUndeclared(body []byte, limit int64, dst any) error {
+	r := httptest.NewRequest(http.MethodPost, "/invitations/x", io.NopCloser(bytes.NewReader(body)))
+	r.ContentLength = -1
 	r.Header.Set("Content-Type", "application/json")
 	return decodeJSON(httptest.NewRecorder(), r, limit, dst)
 }

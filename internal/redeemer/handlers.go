@@ -14,6 +14,8 @@ type redeemRequest struct {
 	// Email is matched case-insensitively ("Email" works too), as
 	// encoding/json does for every field.
 	Email *string `json:"email"`
+	// plain holds the email decodePlain found, for Email to point at.
+	plain string
 }
 
 // decodePlain recognises the body clients send, {"email":"..."} with the
@@ -28,7 +30,8 @@ func (req *redeemRequest) decodePlain(body []byte) bool {
 	if !ok || !s.expect("}") || !s.end() {
 		return false
 	}
-	req.Email = &email
+	req.plain = email
+	req.Email = &req.plain
 	return true
 }
 
