@@ -26,9 +26,10 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, dst any) er
 		return errUnsupportedMediaType
 	}
 	body := io.Reader(r.Body)
-	if r.ContentLength < 0 || r.ContentLength > min(limit, smallBody) {
-		// net/http stops a body at its declared length, so only a longer
-		// or an undeclared one needs the reader that enforces limit.
+	if r.ContentLength < 0 || r.ContentLength > limit {
+		// net/http stops a body at its declared length, so only a body
+		// declared longer than limit, or not declared, needs the reader
+		// that enforces it.
 		body = http.MaxBytesReader(w, r.Body, limit)
 	}
 	if p, ok := dst.(plainDecoder); ok {

@@ -25,6 +25,7 @@ func FuzzDecodeRedeem(f *testing.F) {
 		` { "email" : "a@example.com" } `, "{\"email\":\"a\tb@example.com\"}", `{"email":"a\"@x.y"}`,
 		`{"email":"a@example.com"`, `{"email":"a@example.com"}}`, `{"email":"a@example.com","email":"b@example.com"}`,
 		`{"EMAIL":"a@example.com"}`, `{"email":"a@example.com"}` + strings.Repeat(" ", 600),
+		`{"email":"abcdefgh@example.com"}`, `{"email":"abcdefghi@example.com"}`, // 32 and 33 bytes: at and over the limit below
 	} {
 		f.Add([]byte(s))
 	}
