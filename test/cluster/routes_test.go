@@ -178,7 +178,7 @@ func TestNewCodeReachableThroughRoutes(t *testing.T) {
 		req.Header.Set("X-Forwarded-For", "198.51.100.7")
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("request %d of one client: %v\n%s", i, err, platform.Describe(ctx, "default"))
 		}
 		resp.Body.Close()
 		if resp.StatusCode == http.StatusTooManyRequests {

@@ -162,14 +162,19 @@ func (n *Node) KubectlCmd(args ...string) *exec.Cmd {
 }
 
 // Describe returns what a person would look at when something does not come
-// up: the pods of ns and the latest events, for failure messages.
+// up: the pods of ns, its Services' endpoints and the latest events, for
+// failure messages.
 func (n *Node) Describe(ctx context.Context, ns string) string {
 	out, _ := n.KubectlCmd("get", "pods,deploy,svc,hpa,pdb", "-n", ns, "-o", "wide").CombinedOutput()
+	// Which endpoints each Service had, and whether ready: a Service
+	// with none is refused at its ClusterIP ("no route to host").
+	eps, _ := n.KubectlCmd("get", "endpointslices", "-n", ns, "-o", `jsonpath={range .items[*]}{.metadata.name}:{range .endpoints[*]} `+
+		`{.addresses[0]} ready={.conditions.ready} serving={.conditions.serving} terminating={.conditions.terminating};{end}{"\n"}{end}`).CombinedOutput()
 	ev, _ := n.KubectlCmd("get", "events", "-n", ns, "--sort-by", ".lastTimestamp").CombinedOutput()
 	if len(ev) > 3000 {
 		ev = ev[len(ev)-3000:]
 	}
-	return string(out) + "\n" + string(ev)
+	return string(out) + "\n" + string(eps) + "\n" + string(ev)
 }
 
 // OperatorLogs is the tail of the operator's logs (every manager pod), for
