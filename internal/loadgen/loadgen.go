@@ -57,8 +57,9 @@ type Config struct {
 	// Progress, when set, is called about twice a second.
 	Progress func(Progress)
 	// Client, when set, sends the requests, so that runs in a row can share
-	// its kept-alive connections; by default each run opens its own
-	// (Concurrency connections per target), and closes them at the end.
+	// its kept-alive connections (its own Timeout then bounds an attempt,
+	// not the one above); by default each run opens its own (NewClient:
+	// Concurrency connections per target), and closes them at the end.
 	Client *http.Client
 }
 

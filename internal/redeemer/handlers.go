@@ -54,8 +54,7 @@ func (s *Server) handleRedeem() http.Handler {
 		}
 		out, err := s.redeem(w, r)
 		if err != nil {
-			s.metrics.outcome(err)
-			s.problem(w, r, err)
+			s.metrics.result(s.problem(w, r, err).code) // one look-up in the table for both
 			return
 		}
 		resp, status := redeemResponse{Code: r.PathValue("code"), Status: "redeemed"}, http.StatusCreated

@@ -147,9 +147,10 @@ func detailOf(err error) string {
 	return ""
 }
 
-// problem writes err as application/problem+json. Unknown errors become a
-// generic 500; their text goes to the log only.
-func (s *Server) problem(w http.ResponseWriter, r *http.Request, err error) {
+// problem writes err as application/problem+json and returns its row of the
+// table, for callers that count it. Unknown errors become a generic 500;
+// their text goes to the log only.
+func (s *Server) problem(w http.ResponseWriter, r *http.Request, err error) problemKind {
 	kind, found := kindOf(err)
 	var detail string
 	switch {
@@ -175,6 +176,7 @@ func (s *Server) problem(w http.ResponseWriter, r *http.Request, err error) {
 	h[hContentTypeOptions] = nosniff
 	w.WriteHeader(kind.status)
 	w.Write(body)
+	return kind
 }
 
 // methodNotAllowed answers other methods on a known path with 405 and Allow.
